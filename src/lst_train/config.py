@@ -1,0 +1,166 @@
+"""Typed configuration: omegaconf structured dataclasses, loaded from a YAML recipe plus "a.b=c" overrides.
+
+Every mistake a user can make in a recipe (unknown key, wrong type, missing value, incompatible options) is
+reported as one `ConfigError` line that names the key and says how to fix it.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+ARCHS = ("lst", "baseline")
+POOLINGS = ("max", "mean")
+PATCHERS = ("static",)
+
+
+class ConfigError(ValueError):
+    """A bad configuration: the message is one line naming the key and the fix."""
+
+
+@dataclass
+class VocabConfig:
+    text_size: int = 4096
+    """Number of text BPE ids; must equal the tiktoken ranks file's size."""
+    speech_codebook_size: int = 2048
+    """Codes per speech codebook (Mimi: 2048; HuBERT units: e.g. 500)."""
+    n_codebooks: int = 1
+    """Speech codebooks per frame, flattened frame by frame (1 = Mimi's semantic codebook only)."""
+
+
+@dataclass
+class StackConfig:
+    n_layers: int = 1
+    """Transformer blocks in this stack."""
+    dim: int = 64
+    """Model width of this stack."""
+    n_heads: int = 4
+    """Attention heads; must divide dim."""
+    window: int = 0
+    """Self-attention window in positions of this stack (tokens locally, patches globally); 0 = whole document."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "lst"
+    """'lst' (patch encoder + global transformer + patch decoder) or 'baseline' (global transformer over tokens)."""
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    """Vocabulary layout shared by model, data and evaluation."""
+    encoder: StackConfig = field(default_factory=lambda: StackConfig(n_layers=1, dim=32, n_heads=2, window=64))
+    """Patch encoder (LST only)."""
+    global_transformer: StackConfig = field(default_factory=lambda: StackConfig(n_layers=2, dim=64, n_heads=4))
+    """The large transformer over patches (LST) or tokens (baseline)."""
+    decoder: StackConfig = field(default_factory=lambda: StackConfig(n_layers=2, dim=32, n_heads=2, window=64))
+    """Patch decoder (LST only); its width must equal the encoder's."""
+    patch_slots: int = 2
+    """k: query slots per patch; the global width must be k × the encoder width."""
+    pooling: str = "max"
+    """How the patch queries are initialised from the patch's token states: 'max' or 'mean'."""
+    unpool_window: int = 1
+    """Patches whose global outputs each decoder token attends to (1 = only the patch before its target's)."""
+    rope_theta: float = 10000.0
+    """RoPE base for every stack."""
+    norm_eps: float = 1e-5
+    """RMSNorm epsilon."""
+    ffn_multiple_of: int = 256
+    """SwiGLU hidden width = 8/3 × dim rounded up to a multiple of this."""
+    init_std: float = 0.02
+    """Standard deviation of the normal weight init (output projections are scaled down by depth)."""
+
+
+@dataclass
+class PatchingConfig:
+    strategy: str = "static"
+    """How speech spans are cut into patches: 'static' (fixed runs of `size` frames)."""
+    size: int = 4
+    """Frames per static patch (p); at 12.5 Hz Mimi, p=2 is 160 ms."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model architecture."""
+    patching: PatchingConfig = field(default_factory=PatchingConfig)
+    """Patching of speech spans (LST); the baseline ignores it."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _validate_stack(stack: StackConfig, key: str) -> None:
+    _check(stack.n_layers >= 1, f"{key}.n_layers", f"must be >= 1, got {stack.n_layers}")
+    _check(stack.dim >= 1, f"{key}.dim", f"must be >= 1, got {stack.dim}")
+    _check(stack.n_heads >= 1 and stack.dim % stack.n_heads == 0, f"{key}.n_heads",
+           f"must divide {key}.dim={stack.dim}, got {stack.n_heads}")
+    _check((stack.dim // stack.n_heads) % 2 == 0, f"{key}.n_heads",
+           f"head width dim/n_heads={stack.dim // stack.n_heads} must be even for RoPE")
+    _check(stack.window >= 0, f"{key}.window", f"must be >= 0 (0 = whole document), got {stack.window}")
+
+
+def validate(cfg: Config) -> None:
+    """Check cross-field constraints that the types alone cannot express."""
+    m = cfg.model
+    _check(m.arch in ARCHS, "model.arch", f"must be one of {ARCHS}, got {m.arch!r}")
+    for name in ("text_size", "speech_codebook_size", "n_codebooks"):
+        value = getattr(m.vocab, name)
+        _check(value >= 1, f"model.vocab.{name}", f"must be >= 1, got {value}")
+    _validate_stack(m.global_transformer, "model.global_transformer")
+    _check(m.ffn_multiple_of >= 1, "model.ffn_multiple_of", f"must be >= 1, got {m.ffn_multiple_of}")
+    _check(m.rope_theta > 0, "model.rope_theta", f"must be > 0, got {m.rope_theta}")
+    _check(cfg.patching.strategy in PATCHERS, "patching.strategy",
+           f"must be one of {PATCHERS}, got {cfg.patching.strategy!r}")
+    _check(cfg.patching.size >= 1, "patching.size", f"must be >= 1, got {cfg.patching.size}")
+    if m.arch != "lst":
+        return
+    _validate_stack(m.encoder, "model.encoder")
+    _validate_stack(m.decoder, "model.decoder")
+    _check(m.pooling in POOLINGS, "model.pooling", f"must be one of {POOLINGS}, got {m.pooling!r}")
+    _check(m.patch_slots >= 1, "model.patch_slots", f"must be >= 1, got {m.patch_slots}")
+    _check(m.unpool_window >= 1, "model.unpool_window", f"must be >= 1, got {m.unpool_window}")
+    _check(m.decoder.dim == m.encoder.dim, "model.decoder.dim",
+           f"must equal model.encoder.dim={m.encoder.dim} (the decoder reads the encoder's token states), "
+           f"got {m.decoder.dim}")
+    want = m.patch_slots * m.encoder.dim
+    _check(m.global_transformer.dim == want, "model.global_transformer.dim",
+           f"must equal model.patch_slots × model.encoder.dim = {m.patch_slots} × {m.encoder.dim} = {want}, "
+           f"got {m.global_transformer.dim}; change one of the three")
+
+
+def _error_line(err: OmegaConfBaseException, source: str, key: str = "?") -> str:
+    key = getattr(err, "full_key", None) or key
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "not in" in message:
+        message += " (unknown key: remove it or fix its spelling)"
+    return f"{source}: {key}: {message}"
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML recipe (optional) onto the defaults, apply "a.b=c" overrides, validate, return a typed Config."""
+    merged = OmegaConf.structured(Config)
+    try:
+        if path is not None:
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_error_line(err, str(path))) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.encoder.dim=64")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise ConfigError(_error_line(err, "override", item.split("=", 1)[0])) from None
+    try:
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_error_line(err, str(path or "config"))) from None
+    validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (for run snapshots and exports)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

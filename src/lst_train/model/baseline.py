@@ -1,0 +1,33 @@
+"""The interleaved baseline (SpiritLM-style): the same global stack over raw tokens, its own embedding and head."""
+
+from torch import Tensor, nn
+
+from lst_train.config import ModelConfig
+from lst_train.model.global_transformer import GlobalTransformer
+from lst_train.model.layers import init_weights
+from lst_train.model.layout import TokenLayout
+from lst_train.vocab import Vocab
+
+
+class InterleavedBaseline(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab = Vocab.from_config(cfg.vocab)
+        dim = cfg.global_transformer.dim
+        self.tok_embeddings = nn.Embedding(self.vocab.size, dim)
+        self.global_transformer = GlobalTransformer(cfg)
+        self.norm = nn.RMSNorm(dim, eps=cfg.norm_eps)
+        self.output = nn.Linear(dim, self.vocab.size, bias=False)
+
+    def init_weights(self) -> None:
+        """Deterministic init from the current torch RNG state (call after materializing meta tensors)."""
+        init_weights(self, self.cfg.init_std, self.cfg.global_transformer.n_layers)
+        std = self.cfg.global_transformer.dim ** -0.5
+        nn.init.trunc_normal_(self.output.weight, std=std, a=-3 * std, b=3 * std)
+
+    def forward(self, tokens: Tensor, patch_lengths: Tensor | None = None) -> Tensor:
+        """tokens [B, T] -> logits [B, T, V]; patch_lengths is accepted for a uniform call and ignored."""
+        layout = TokenLayout.build(tokens, self.vocab.eos)
+        h = self.global_transformer(self.tok_embeddings(tokens), layout.doc_ids, layout.positions)
+        return self.output(self.norm(h)).float()

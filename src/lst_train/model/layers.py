@@ -1,0 +1,92 @@
+"""Transformer building blocks shared by every stack: RMSNorm, RoPE, SwiGLU, masked self-attention, blocks."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def ffn_hidden_dim(dim: int, multiple_of: int) -> int:
+    """SwiGLU hidden width: 8/3 × dim rounded up to a multiple of `multiple_of` (Llama's rule)."""
+    hidden = int(8 * dim / 3)
+    return multiple_of * math.ceil(hidden / multiple_of)
+
+
+class RotaryEmbedding:
+    """cos/sin tables for explicit per-element positions (positions restart at each document)."""
+
+    def __init__(self, positions: Tensor, head_dim: int, theta: float):
+        inv_freq = theta ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+        angles = positions.float()[..., None] * inv_freq  # [B, L, dh/2]
+        self.cos = angles.cos()[:, :, None, :]
+        self.sin = angles.sin()[:, :, None, :]
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Rotate x [B, L, H, dh] (half-split convention), computing in fp32."""
+        x1, x2 = x.float().chunk(2, dim=-1)
+        rotated = torch.cat((x1 * self.cos - x2 * self.sin, x1 * self.sin + x2 * self.cos), dim=-1)
+        return rotated.to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = dim // n_heads
+        self.wq = nn.Linear(dim, dim, bias=False)
+        self.wk = nn.Linear(dim, dim, bias=False)
+        self.wv = nn.Linear(dim, dim, bias=False)
+        self.wo = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor, rope: RotaryEmbedding, mask: Tensor) -> Tensor:
+        batch, length, _ = x.shape
+        shape = (batch, length, self.n_heads, self.head_dim)
+        q = rope.apply(self.wq(x).view(shape)).transpose(1, 2)
+        k = rope.apply(self.wk(x).view(shape)).transpose(1, 2)
+        v = self.wv(x).view(shape).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm(x)); x + ffn(norm(x))."""
+
+    def __init__(self, dim: int, n_heads: int, ffn_multiple_of: int, norm_eps: float):
+        super().__init__()
+        self.attention_norm = nn.RMSNorm(dim, eps=norm_eps)
+        self.attention = SelfAttention(dim, n_heads)
+        self.ffn_norm = nn.RMSNorm(dim, eps=norm_eps)
+        self.feed_forward = FeedForward(dim, ffn_hidden_dim(dim, ffn_multiple_of))
+
+    def forward(self, x: Tensor, rope: RotaryEmbedding, mask: Tensor) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), rope, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+OUTPUT_PROJECTIONS = ("wo", "w2")
+
+
+def init_weights(module: nn.Module, std: float, n_layers: int) -> None:
+    """Truncated-normal init of every Linear under `module`; residual output projections scaled by depth."""
+    for name, child in module.named_modules():
+        if isinstance(child, nn.Linear):
+            scale = std / math.sqrt(2 * n_layers) if name.rsplit(".", 1)[-1] in OUTPUT_PROJECTIONS else std
+            nn.init.trunc_normal_(child.weight, std=scale, a=-3 * scale, b=3 * scale)
+        elif isinstance(child, nn.RMSNorm):
+            nn.init.ones_(child.weight)
+        elif isinstance(child, nn.Embedding):
+            nn.init.normal_(child.weight, std=1.0)

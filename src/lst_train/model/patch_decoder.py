@@ -1,0 +1,41 @@
+"""PatchDecoder: encoder token states; before each block, unpooling from the global outputs; norm and head."""
+
+from torch import Tensor, nn
+
+from lst_train.config import ModelConfig
+from lst_train.model.cross_attention import PatchUnpooling
+from lst_train.model.layers import RotaryEmbedding, TransformerBlock
+from lst_train.model.layout import PatchLayout, causal_document_mask
+
+
+class PatchDecoderLayer(nn.Module):
+    """Unpooling cross-attention then a windowed causal self-attention block (one FSDP unit)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        stack = cfg.decoder
+        self.unpooling = PatchUnpooling(stack.dim, stack.n_heads, cfg.patch_slots, cfg.unpool_window, cfg.norm_eps)
+        self.block = TransformerBlock(stack.dim, stack.n_heads, cfg.ffn_multiple_of, cfg.norm_eps)
+
+    def forward(self, h: Tensor, global_states: Tensor, layout: PatchLayout, rope: RotaryEmbedding, mask: Tensor):
+        h = h + self.unpooling(h, global_states, layout)
+        return self.block(h, rope, mask)
+
+
+class PatchDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.layers = nn.ModuleList(PatchDecoderLayer(cfg) for _ in range(cfg.decoder.n_layers))
+        self.norm = nn.RMSNorm(cfg.decoder.dim, eps=cfg.norm_eps)
+        self.output = nn.Linear(cfg.decoder.dim, vocab_size, bias=False)
+
+    def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout) -> Tensor:
+        """-> logits [B, T, V]; logits[:, t] predict token t+1."""
+        stack = self.cfg.decoder
+        rope = RotaryEmbedding(layout.tokens.positions, stack.dim // stack.n_heads, self.cfg.rope_theta)
+        mask = causal_document_mask(layout.tokens.doc_ids, stack.window)
+        h = token_states
+        for layer in self.layers:
+            h = layer(h, global_states, layout, rope, mask)
+        return self.output(self.norm(h)).float()
