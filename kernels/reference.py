@@ -2,7 +2,7 @@
 
 Everything works on a flat layout: N tokens (a batch flattened row after row) and S segments (patches, including
 zero-length padding patches) that partition the tokens in order, given by `seg_lengths` (sum == N). No op builds a
-dense [S, N] mask: memory is O(N·k·d + S·k·d). Softmaxes run in fp32 whatever the input dtype; outputs have the
+dense [S, N] mask: memory is O(N·k·d + S·k·d). Softmaxes run in fp32 (or float64) whatever the input dtype; outputs have the
 input dtype. A segment (or token) with nothing to attend to gets an all-zero output.
 """
 
@@ -10,6 +10,11 @@ import math
 
 import torch
 from torch import Tensor
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """At least fp32 for reductions and softmax (float64 stays float64, for gradcheck)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def segment_ids(seg_lengths: Tensor, n_tokens: int) -> Tensor:
@@ -23,7 +28,7 @@ def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str = "max") -> Tensor:
     """Max or mean of the rows of `x` [N, d] over each segment -> [S, d]; empty segments give zeros."""
     if mode not in ("max", "mean"):
         raise ValueError(f"segment_pool mode must be 'max' or 'mean', got {mode!r}")
-    pooled = torch.segment_reduce(x.float(), mode, lengths=seg_lengths, axis=0, unsafe=True)
+    pooled = torch.segment_reduce(_upcast(x), mode, lengths=seg_lengths, axis=0, unsafe=True)
     return torch.where((seg_lengths > 0)[:, None], pooled, 0.0).to(x.dtype)
 
 
@@ -34,7 +39,7 @@ def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: 
     """
     seg = segment_ids(seg_lengths, key.shape[0])
     scale = 1.0 / math.sqrt(q.shape[-1])
-    qf, kf, vf = q.float(), key.float(), value.float()
+    qf, kf, vf = _upcast(q), _upcast(key), _upcast(value)
     scores = torch.einsum("nshd,nhd->nsh", qf[seg], kf) * scale  # [N, k, H]
     seg_max = torch.segment_reduce(scores.detach(), "max", lengths=seg_lengths, axis=0, unsafe=True)
     weights = torch.exp(scores - seg_max[seg])
@@ -56,10 +61,10 @@ def range_cross_attention(q: Tensor, key: Tensor, value: Tensor, first: Tensor, 
     idx = last[:, None] - offsets  # [N, w], newest segment first
     valid = idx >= first[:, None]
     idx = idx.clamp(min=0)
-    k_g = key.float()[idx].reshape(n_tokens, window * n_slots, n_heads, head_dim)
-    v_g = value.float()[idx].reshape(n_tokens, window * n_slots, n_heads, head_dim)
+    k_g = _upcast(key)[idx].reshape(n_tokens, window * n_slots, n_heads, head_dim)
+    v_g = _upcast(value)[idx].reshape(n_tokens, window * n_slots, n_heads, head_dim)
     valid = valid[:, :, None].expand(n_tokens, window, n_slots).reshape(n_tokens, window * n_slots, 1)
-    scores = torch.einsum("nhd,nchd->nch", q.float(), k_g) / math.sqrt(head_dim)
+    scores = torch.einsum("nhd,nchd->nch", _upcast(q), k_g) / math.sqrt(head_dim)
     scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
     # A token with no valid slot gets a uniform softmax over masked slots; multiplying by `valid` zeroes it.
     probs = torch.softmax(scores, dim=1) * valid

@@ -1,0 +1,58 @@
+"""Recipes load and build; bad recipes fail at start-up with one line naming the key."""
+
+import pytest
+import torch
+
+from lst_train.config import ConfigError, load_config
+from lst_train.flops import param_counts
+from lst_train.model import build_model
+
+from conftest import RECIPES
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_every_recipe_loads_and_builds_on_meta(recipe):
+    cfg = load_config(RECIPES / recipe)
+    with torch.device("meta"):
+        model = build_model(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) == param_counts(cfg.model)["total"]
+
+
+def test_1b_recipes_have_the_published_shapes():
+    lst = load_config(RECIPES / "lst_1b.yaml").model
+    assert (lst.encoder.n_layers, lst.encoder.dim, lst.encoder.n_heads, lst.encoder.window) == (1, 1024, 16, 512)
+    assert (lst.global_transformer.n_layers, lst.global_transformer.dim, lst.global_transformer.n_heads) == (25, 2048, 16)
+    assert (lst.decoder.n_layers, lst.decoder.dim, lst.decoder.n_heads, lst.decoder.window) == (9, 1024, 16, 512)
+    assert lst.patch_slots == 2 and lst.rope_theta == 5e5
+    counts = param_counts(lst)
+    assert 1.25e9 < counts["global_transformer"] < 1.35e9
+    assert counts["encoder"] < 0.1e9 and counts["decoder"] < 0.25e9
+    baseline = load_config(RECIPES / "baseline_1b.yaml").model
+    assert param_counts(baseline)["global_transformer"] == counts["global_transformer"]
+
+
+def test_overrides_apply_with_types():
+    cfg = load_config(RECIPES / "debug_cpu.yaml", ["model.encoder.window=7", "model.pooling=mean"])
+    assert cfg.model.encoder.window == 7 and cfg.model.pooling == "mean"
+
+
+@pytest.mark.parametrize("yaml_text, overrides, key", [
+    ("model:\n  encoder:\n    dimm: 3\n", [], "model.encoder.dimm"),
+    ("model:\n  encoder:\n    dim: wide\n", [], "model.encoder.dim"),
+    ("", ["model.global_transformer.dim=96"], "model.global_transformer.dim"),
+    ("", ["model.decoder.dim=64"], "model.decoder.dim"),
+    ("", ["model.arch=transformer"], "model.arch"),
+    ("", ["model.pooling=median"], "model.pooling"),
+    ("", ["model.encoder.n_heads=3"], "model.encoder.n_heads"),
+    ("", ["model.unpool_window=0"], "model.unpool_window"),
+    ("", ["patching.size=0"], "patching.size"),
+    ("", ["nosuch.key=1"], "nosuch"),
+])
+def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, yaml_text, overrides, key):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(recipe, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    assert key in message
