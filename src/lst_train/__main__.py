@@ -1,0 +1,5 @@
+import sys
+
+from lst_train.cli import main
+
+sys.exit(main())

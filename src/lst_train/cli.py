@@ -1,0 +1,46 @@
+"""`lst-train` command line (also `python -m lst_train`)."""
+
+import argparse
+import sys
+
+from lst_train.config import ConfigError, load_config
+from lst_train.flops import param_counts, row_flops
+
+
+def _info(args: argparse.Namespace) -> None:
+    cfg = load_config(args.config, args.overrides)
+    model = cfg.model
+    units = args.units
+    tokens = units if model.arch == "baseline" else round(units * args.tokens_per_patch)
+    counts = param_counts(model)
+    flops = row_flops(model, tokens, units)
+    print(f"arch={model.arch}  row: {tokens} tokens, {units} global units")
+    print(f"{'stack':<20}{'params':>16}{'fwd GFLOP/row':>16}")
+    stack_flops = {name: f.total for name, f in flops.stacks.items()} | {"total": flops.forward.total}
+    for name, n in counts.items():
+        gflops = f"{stack_flops[name] / 1e9:,.3f}" if name in stack_flops else "-"
+        print(f"{name:<20}{n:>16,}{gflops:>16}")
+    print(f"training FLOPs per row (fwd+bwd): {flops.training:.4e}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lst-train", description="Latent Speech-Text Transformer pretraining")
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="parameters per stack and FLOPs per packed row of a recipe")
+    info.add_argument("config", help="YAML recipe, e.g. recipes/lst_1b.yaml")
+    info.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.encoder.dim=512")
+    info.add_argument("--units", type=int, default=4096, help="global positions per row (default 4096)")
+    info.add_argument("--tokens-per-patch", type=float, default=2.0,
+                      help="LST only: mean tokens per patch, to turn units into tokens (default 2.0)")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except ConfigError as err:
+        print(f"lst-train: config error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,27 @@
+"""The `lst-train` entry points."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import RECIPES
+
+
+def _run(*args):
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def test_info_reports_per_stack_params_of_the_1b_recipe():
+    result = _run(sys.executable, "-m", "lst_train", "info", str(RECIPES / "lst_1b.yaml"))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[2:] if line[:1].isalpha()}
+    assert set(rows) >= {"encoder", "global_transformer", "decoder", "total"}
+    assert 1.25e9 < int(rows["global_transformer"].replace(",", "")) < 1.35e9
+
+
+def test_console_script_reports_a_bad_key_in_one_line():
+    script = Path(sys.executable).with_name("lst-train")
+    result = _run(str(script), "info", str(RECIPES / "debug_cpu.yaml"), "model.encoder.widht=3")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.encoder.widht" in lines[0]
