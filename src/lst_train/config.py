@@ -160,7 +160,3 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     validate(cfg)
     return cfg
 
-
-def to_yaml(cfg: Config) -> str:
-    """The resolved config as YAML (for run snapshots and exports)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
