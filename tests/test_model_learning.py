@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from lst_train.loss import next_token_loss_sums
+from lst_train.loss import labels_from_tokens, next_token_loss_sums
 from lst_train.model import build_model
 from lst_train.patching import pad_patch_lengths, static_row_patch_lengths
 
@@ -27,9 +27,10 @@ def test_debug_model_overfits_a_fixed_batch(arch):
     rows = _fixed_batch(vocab)
     tokens = torch.tensor(rows)
     patch_lengths = pad_patch_lengths([static_row_patch_lengths(r, vocab, 4) for r in rows]) if arch == "lst" else None
+    labels = labels_from_tokens(tokens, vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.0)
     for _ in range(300):
-        sums = next_token_loss_sums(model(tokens, patch_lengths), tokens, vocab)
+        sums = next_token_loss_sums(model(tokens, patch_lengths), labels, vocab)
         loss = sums.mean()
         optimizer.zero_grad()
         loss.backward()

@@ -11,9 +11,12 @@ from typing import Sequence
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lst_train.data.config import DataConfig, validate_data
+
 ARCHS = ("lst", "baseline")
 POOLINGS = ("max", "mean")
-PATCHERS = ("static",)
+PATCHERS = ("static", "aligned", "mixed", "curriculum")
+SILENCES = ("separate", "merged")
 
 
 class ConfigError(ValueError):
@@ -73,9 +76,31 @@ class ModelConfig:
 @dataclass
 class PatchingConfig:
     strategy: str = "static"
-    """How speech spans are cut into patches: 'static' (fixed runs of `size` frames)."""
+    """How speech spans are cut: 'static' (runs of `size` frames), 'aligned' (one patch per word), 'mixed'
+    (aligned with probability `mixed_prob` per document, else static), 'curriculum' (aligned with a probability
+    falling from 1 to 0 between `curriculum_start` and `curriculum_end`)."""
     size: int = 4
     """Frames per static patch (p); at 12.5 Hz Mimi, p=2 is 160 ms."""
+    silence: str = "separate"
+    """Aligned: the frames between words form their own patches ('separate') or join the next word ('merged')."""
+    max_len: int = 16
+    """Aligned: longer words or silences are split into patches of at most this many frames."""
+    mixed_prob: float = 0.5
+    """Mixed: probability q that a document is patched aligned."""
+    curriculum_start: float = 1 / 3
+    """Curriculum: fraction of training.steps until which every document is aligned (tau1)."""
+    curriculum_end: float = 2 / 3
+    """Curriculum: fraction of training.steps from which every document is static (tau2)."""
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 1000
+    """Optimizer steps of the run (curriculum patching is scheduled over them)."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step on each rank."""
+    seed: int = 0
+    """Seed of the weight init and of everything random in training."""
 
 
 @dataclass
@@ -84,6 +109,10 @@ class Config:
     """Model architecture."""
     patching: PatchingConfig = field(default_factory=PatchingConfig)
     """Patching of speech spans (LST); the baseline ignores it."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data sources, tokenizers and packing."""
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    """Optimization schedule."""
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -101,6 +130,15 @@ def _validate_stack(stack: StackConfig, key: str) -> None:
     _check(stack.window >= 0, f"{key}.window", f"must be >= 0 (0 = whole document), got {stack.window}")
 
 
+def _validate_patching(p: PatchingConfig) -> None:
+    _check(p.size >= 1, "patching.size", f"must be >= 1, got {p.size}")
+    _check(p.silence in SILENCES, "patching.silence", f"must be one of {SILENCES}, got {p.silence!r}")
+    _check(p.max_len >= 1, "patching.max_len", f"must be >= 1, got {p.max_len}")
+    _check(0.0 <= p.mixed_prob <= 1.0, "patching.mixed_prob", f"must be in [0, 1], got {p.mixed_prob}")
+    _check(0.0 <= p.curriculum_start <= p.curriculum_end <= 1.0, "patching.curriculum_start",
+           f"need 0 <= curriculum_start <= curriculum_end <= 1, got {p.curriculum_start}, {p.curriculum_end}")
+
+
 def validate(cfg: Config) -> None:
     """Check cross-field constraints that the types alone cannot express."""
     m = cfg.model
@@ -113,7 +151,11 @@ def validate(cfg: Config) -> None:
     _check(m.rope_theta > 0, "model.rope_theta", f"must be > 0, got {m.rope_theta}")
     _check(cfg.patching.strategy in PATCHERS, "patching.strategy",
            f"must be one of {PATCHERS}, got {cfg.patching.strategy!r}")
-    _check(cfg.patching.size >= 1, "patching.size", f"must be >= 1, got {cfg.patching.size}")
+    _validate_patching(cfg.patching)
+    _check(cfg.training.steps >= 1, "training.steps", f"must be >= 1, got {cfg.training.steps}")
+    _check(cfg.training.grad_accum_steps >= 1, "training.grad_accum_steps",
+           f"must be >= 1, got {cfg.training.grad_accum_steps}")
+    validate_data(cfg.data, _check)
     if m.arch != "lst":
         return
     _validate_stack(m.encoder, "model.encoder")

@@ -1,4 +1,4 @@
-"""Next-token cross-entropy over all non-pad targets, with separate sums for text and speech targets."""
+"""Next-token cross-entropy over all valid targets, with separate sums for text and speech targets."""
 
 from dataclasses import dataclass
 
@@ -24,13 +24,24 @@ class LossSums:
         return self.total / self.n_total.clamp(min=1)
 
 
-def next_token_loss_sums(logits: Tensor, tokens: Tensor, vocab: Vocab) -> LossSums:
-    """logits [B, T, V] (logits[:, t] predict tokens[:, t+1]); targets that are <pad> are ignored."""
-    targets = tokens[:, 1:]
-    per_token = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none"
-    ).view_as(targets)
-    valid = targets != vocab.pad
+IGNORE_INDEX = -100
+
+
+def labels_from_tokens(tokens: Tensor, vocab: Vocab) -> Tensor:
+    """labels[:, t] = tokens[:, t+1], ignored where that is <pad>, where t is an <eos> (the next document cannot be
+    predicted from this one), and at the last position."""
+    labels = torch.full_like(tokens, IGNORE_INDEX)
+    labels[:, :-1] = tokens[:, 1:]
+    ignored = torch.zeros_like(tokens, dtype=torch.bool)
+    ignored[:, :-1] = (tokens[:, 1:] == vocab.pad) | (tokens[:, :-1] == vocab.eos)
+    return labels.masked_fill(ignored, IGNORE_INDEX)
+
+
+def next_token_loss_sums(logits: Tensor, labels: Tensor, vocab: Vocab) -> LossSums:
+    """logits [B, T, V] and labels [B, T] (labels[:, t] is the target of logits[:, t]; IGNORE_INDEX is skipped)."""
+    valid = labels != IGNORE_INDEX
+    targets = labels.masked_fill(~valid, 0)
+    per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view_as(labels)
     modality = vocab.modality(targets)
     text = valid & (modality == MODALITY_TEXT)
     speech = valid & (modality == MODALITY_SPEECH)

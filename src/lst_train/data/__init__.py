@@ -1,0 +1,1 @@
+"""Streaming speech-text data: shards -> audio/units -> tokens -> interleaved documents -> patches -> packed rows."""

@@ -1,0 +1,99 @@
+"""Typed config of the data pipeline (the `data` section of a recipe) and its start-up checks."""
+
+from dataclasses import dataclass, field
+
+SOURCE_KINDS = ("speech", "text")
+SEQUENCES = ("interleaved", "speech", "text")
+CODECS = ("mimi", "units")
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "text"
+    """'speech' (WebDataset .tar shards: audio + transcript + word timings, or units) or 'text' (.jsonl[.zst])."""
+    path: str = ""
+    """Glob of the shard files, e.g. /data/speech/*.tar (relative to the working directory)."""
+    weight: float = 1.0
+    """Mixture weight: documents are drawn from sources in proportion to it."""
+    sequence: str = ""
+    """Speech sources: 'interleaved' (default: alternating text and speech word spans) or 'speech' (speech only);
+    text sources: 'text' (default)."""
+
+    @property
+    def sequence_kind(self) -> str:
+        """The sequence type, defaults resolved."""
+        return self.sequence or ("interleaved" if self.kind == "speech" else "text")
+
+
+@dataclass
+class CodecConfig:
+    kind: str = "mimi"
+    """'mimi' (encode audio on the fly) or 'units' (only samples with pre-computed KEY.units.json)."""
+    weights: str = ""
+    """Local directory of pretrained Mimi weights (transformers format); empty = random weights, seeded codebooks."""
+    seed: int = 0
+    """Seed of the random Mimi weights and codebooks (ignored with `weights`)."""
+    device: str = "cpu"
+    """Where Mimi runs: 'cpu' (in each loader worker) or 'cuda' (in the training process: use num_workers=0)."""
+    max_seconds: float = 120.0
+    """Longer audio is skipped (counted as audio_too_long)."""
+    silence_threshold: float = 1e-4
+    """Audio whose peak amplitude is below this is skipped as silent."""
+
+
+@dataclass
+class InterleaveConfig:
+    min_text_words: int = 4
+    """Shortest text span of an interleaved document, in words."""
+    max_text_words: int = 16
+    """Longest text span, in words."""
+    speech_to_text_words: float = 0.5
+    """Each speech span is about this fraction of the preceding text span's words (speech tokens are ~5-7× longer)."""
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=list)
+    """The mixture: a list of {kind, path, weight, sequence}."""
+    tokenizer: str = ""
+    """tiktoken BPE ranks file for text (make one with `lst-train tokenizer train`)."""
+    seq_units: int = 512
+    """Global positions per packed row: patches for the LST, tokens for the baseline (fixed compute per step)."""
+    batch_size: int = 4
+    """Rows per micro-batch on each rank."""
+    num_workers: int = 0
+    """Loader worker processes per rank (0 = in the training process)."""
+    seed: int = 0
+    """Seed of shard order, mixture draws, interleaving and patcher choices."""
+    pad_to_multiple: int = 64
+    """Pad each batch's token length up to a multiple of this (fewer distinct shapes for torch.compile)."""
+    cache_dir: str = ""
+    """Directory of the speech-token cache (empty = no cache): later epochs read tokens instead of re-encoding."""
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    """Speech tokenizer."""
+    interleave: InterleaveConfig = field(default_factory=InterleaveConfig)
+    """Span lengths of interleaved documents."""
+
+
+def validate_data(cfg: DataConfig, check) -> None:
+    """Start-up checks of the data section; `check(ok, key, message)` raises the one-line ConfigError."""
+    for i, source in enumerate(cfg.sources):
+        key = f"data.sources[{i}]"
+        check(source.kind in SOURCE_KINDS, f"{key}.kind", f"must be one of {SOURCE_KINDS}, got {source.kind!r}")
+        check(bool(source.path), f"{key}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
+        check(source.weight > 0, f"{key}.weight", f"must be > 0, got {source.weight}")
+        allowed = ("text",) if source.kind == "text" else ("interleaved", "speech")
+        check(source.sequence_kind in allowed, f"{key}.sequence",
+              f"must be one of {allowed} for a {source.kind} source, got {source.sequence!r}")
+    check(cfg.seq_units >= 8, "data.seq_units", f"must be >= 8, got {cfg.seq_units}")
+    check(cfg.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.batch_size}")
+    check(cfg.num_workers >= 0, "data.num_workers", f"must be >= 0, got {cfg.num_workers}")
+    check(cfg.pad_to_multiple >= 1, "data.pad_to_multiple", f"must be >= 1, got {cfg.pad_to_multiple}")
+    check(cfg.codec.kind in CODECS, "data.codec.kind", f"must be one of {CODECS}, got {cfg.codec.kind!r}")
+    check(cfg.codec.device == "cpu" or cfg.num_workers == 0, "data.codec.device",
+          "a GPU codec runs in the training process: set data.num_workers=0 or data.codec.device=cpu")
+    inter = cfg.interleave
+    check(1 <= inter.min_text_words <= inter.max_text_words, "data.interleave.min_text_words",
+          f"must be between 1 and data.interleave.max_text_words={inter.max_text_words}, got {inter.min_text_words}")
+    check(inter.speech_to_text_words > 0, "data.interleave.speech_to_text_words",
+          f"must be > 0, got {inter.speech_to_text_words}")

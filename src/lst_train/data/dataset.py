@@ -1,0 +1,82 @@
+"""The training data loader: a stateful IterableDataset of packed batches under torchdata's StatefulDataLoader.
+
+Each (rank, worker) is one reader with its own share of the shards. `loader.state_dict()` holds every reader's
+state; `load_state_dict` on a new loader (same ranks and workers) makes it yield exactly the batches the old one
+would have yielded next.
+"""
+
+import os
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from lst_train.config import Config, ConfigError
+from lst_train.data.shards import list_shards
+from lst_train.data.stream import ReaderStream
+from lst_train.data.text_tokenizer import TRAIN_COMMAND
+
+
+def resolve_shards(cfg: Config) -> list[list[str]]:
+    """Shard lists per source; a source whose glob matches nothing is a start-up error naming the key."""
+    if not cfg.data.sources:
+        raise ConfigError("data.sources: empty; list at least one {kind, path, weight}")
+    shards = []
+    for i, source in enumerate(cfg.data.sources):
+        paths = list_shards(source.path)
+        if not paths:
+            raise ConfigError(f"data.sources[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
+        shards.append(paths)
+    if not os.path.isfile(cfg.data.tokenizer):
+        raise ConfigError(f"data.tokenizer: no file {cfg.data.tokenizer!r}; make one with {TRAIN_COMMAND}")
+    return shards
+
+
+class PackedSpeechTextDataset(IterableDataset):
+    """Endless packed batches for one rank; sharded across this rank's loader workers."""
+
+    def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1):
+        self.cfg = cfg
+        self.rank, self.world_size = rank, world_size
+        self.shards = resolve_shards(cfg)
+        self.stream: ReaderStream | None = None
+        self.restored: dict | None = None
+
+    def _make_stream(self) -> ReaderStream:
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        reader, n_readers = self.rank * n_workers + worker, self.world_size * n_workers
+        stream = ReaderStream(self.cfg, self.shards, reader, n_readers, worker, n_workers)
+        if self.restored is not None:
+            stream.load_state_dict(self.restored)
+        return stream
+
+    def __iter__(self):
+        self.stream = self._make_stream()
+        while True:
+            yield self.stream.next_batch()
+
+    def state_dict(self) -> dict:
+        if self.stream is None:
+            return dict(self.restored or {})
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.restored = state or None
+        self.stream = None
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # several Mimi encoders per rank must not oversubscribe the cores
+
+
+def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> StatefulDataLoader:
+    """The loader of one rank: yields batch dicts (see lst_train.data.packing.collate_rows) forever."""
+    dataset = PackedSpeechTextDataset(cfg, rank, world_size)
+    workers = cfg.data.num_workers
+    return StatefulDataLoader(dataset, batch_size=None, num_workers=workers,
+                              worker_init_fn=_worker_init if workers else None,
+                              prefetch_factor=2 if workers else None, persistent_workers=False)
+
+
+__all__ = ["PackedSpeechTextDataset", "build_dataloader", "resolve_shards"]

@@ -1,0 +1,138 @@
+"""Documents -> patched token pieces -> rows with a fixed budget of global units -> batches.
+
+A unit is what the global transformer sees: a patch for the LST, a token for the baseline (whose pieces are all
+1-token patches). Every row is <bos> then documents, filled to exactly `units` units; a document that does not
+fit is split at a patch boundary and continues in the next row, so no token is dropped and no patch is split.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from lst_train.data.documents import Document
+from lst_train.data.patchers import KIND_SILENCE, KIND_SINGLE, KIND_STATIC, KIND_WORD, Patcher
+from lst_train.loss import labels_from_tokens
+from lst_train.vocab import Vocab
+
+
+@dataclass
+class Piece:
+    """A document rendered as tokens with its patch partition (markers and <eos> included)."""
+
+    tokens: list[int] = field(default_factory=list)
+    patch_lengths: list[int] = field(default_factory=list)
+    patch_kinds: list[int] = field(default_factory=list)
+    patch_seconds: list[float] = field(default_factory=list)
+    """Seconds of speech in each patch (0 for text and specials)."""
+
+    def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0) -> None:
+        self.tokens += tokens
+        self.patch_lengths.append(len(tokens))
+        self.patch_kinds.append(kind)
+        self.patch_seconds.append(seconds)
+
+
+def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
+    """Markers, spans (speech cut by `patcher`; every token its own patch when it is None) and <eos>."""
+    piece = Piece()
+    per_frame = vocab.n_codebooks
+    for span in document.spans:
+        piece.add_patch([vocab.speech_marker if span.speech else vocab.text_marker], KIND_SINGLE)
+        if not span.speech:
+            for token in span.tokens:
+                piece.add_patch([token], KIND_SINGLE)
+            continue
+        n_frames = len(span.tokens) // per_frame
+        frames = [(1, KIND_STATIC)] * n_frames if patcher is None else \
+            patcher.patch_frames(n_frames, span.word_frames, aligned)
+        start = 0
+        for length, kind in frames:
+            n_tokens = length * per_frame
+            seconds = length / span.frame_rate
+            if patcher is None:  # the baseline: one token per unit
+                for token in span.tokens[start: start + n_tokens]:
+                    piece.add_patch([token], kind, seconds / n_tokens)
+            else:
+                piece.add_patch(span.tokens[start: start + n_tokens], kind, seconds)
+            start += n_tokens
+    piece.add_patch([vocab.eos], KIND_SINGLE)
+    return piece
+
+
+class RowPacker:
+    """Fills rows of exactly `units` patches; its state is the unfinished document (exact resume)."""
+
+    def __init__(self, units: int, vocab: Vocab):
+        self.units = units
+        self.vocab = vocab
+        self.pending: Piece | None = None
+        self.offset = 0  # patches of `pending` already packed
+        self.token_offset = 0
+
+    def next_row(self, next_piece) -> Piece:
+        """A full row; `next_piece()` supplies documents as needed."""
+        row = Piece()
+        row.add_patch([self.vocab.bos], KIND_SINGLE)
+        while len(row.patch_lengths) < self.units:
+            if self.pending is None or self.offset == len(self.pending.patch_lengths):
+                self.pending, self.offset, self.token_offset = next_piece(), 0, 0
+            take = min(self.units - len(row.patch_lengths), len(self.pending.patch_lengths) - self.offset)
+            for i in range(self.offset, self.offset + take):
+                n = self.pending.patch_lengths[i]
+                row.add_patch(self.pending.tokens[self.token_offset: self.token_offset + n],
+                              self.pending.patch_kinds[i], self.pending.patch_seconds[i])
+                self.token_offset += n
+            self.offset += take
+        return row
+
+    def state_dict(self) -> dict:
+        pending = None if self.pending is None else vars(self.pending).copy()
+        return {"pending": pending, "offset": self.offset, "token_offset": self.token_offset}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = None if state["pending"] is None else Piece(**state["pending"])
+        self.offset, self.token_offset = state["offset"], state["token_offset"]
+
+
+def _kind_totals(row: Piece, kind: int) -> tuple[int, int]:
+    lengths = [n for n, k in zip(row.patch_lengths, row.patch_kinds) if k == kind]
+    return len(lengths), sum(lengths)
+
+
+def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int) -> dict:
+    """Stack rows into a batch: tokens / labels / modality [B, T], patch_lengths [B, P], per-row stats [B].
+
+    Tokens are right-padded with <pad> to a multiple of `pad_to_multiple`; the padding of a row forms one extra
+    patch (after every real one, so causality hides it), and patch_lengths is right-padded with 0.
+    """
+    width = math.ceil(max(len(r.tokens) for r in rows) / pad_to_multiple) * pad_to_multiple
+    n_patches = max(len(r.patch_lengths) + (len(r.tokens) < width) for r in rows)
+    tokens = torch.full((len(rows), width), vocab.pad, dtype=torch.long)
+    patch_lengths = torch.zeros((len(rows), n_patches), dtype=torch.long)
+    stats = {name: [] for name in ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches",
+                                   "static_patches", "static_tokens", "word_patches", "word_tokens",
+                                   "silence_patches", "silence_tokens")}
+    for b, row in enumerate(rows):
+        tokens[b, : len(row.tokens)] = torch.tensor(row.tokens)
+        lengths = row.patch_lengths + ([width - len(row.tokens)] if len(row.tokens) < width else [])
+        patch_lengths[b, : len(lengths)] = torch.tensor(lengths)
+        row_tokens = tokens[b, : len(row.tokens)]
+        stats["speech_seconds"].append(sum(row.patch_seconds))
+        stats["speech_tokens"].append(int(vocab.is_speech(row_tokens).sum()))
+        stats["text_tokens"].append(int((row_tokens < vocab.text_size).sum()))
+        stats["tokens"].append(len(row.tokens))
+        stats["patches"].append(len(row.patch_lengths))
+        for name, kind in (("static", KIND_STATIC), ("word", KIND_WORD), ("silence", KIND_SILENCE)):
+            count, total = _kind_totals(row, kind)
+            stats[f"{name}_patches"].append(count)
+            stats[f"{name}_tokens"].append(total)
+    return {
+        "tokens": tokens,
+        "patch_lengths": patch_lengths,
+        "labels": labels_from_tokens(tokens, vocab),
+        "modality": vocab.modality(tokens),
+        "row_stats": {name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
+                      for name, values in stats.items()},
+    }
+

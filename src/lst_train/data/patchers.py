@@ -1,0 +1,69 @@
+"""Patchers for speech spans: static, aligned (one patch per word), mixed and curriculum.
+
+Patch lengths are counted in frames and turned into tokens (× codebooks), so a patch always holds whole frames.
+Every patch carries a kind, for the statistics users compare strategies by.
+"""
+
+from dataclasses import dataclass
+
+from lst_train.config import PatchingConfig
+from lst_train.patching import static_patch_lengths
+
+KIND_SINGLE = 0   # a text token or special: always a 1-token patch
+KIND_STATIC = 1   # a static speech patch
+KIND_WORD = 2     # an aligned patch over (part of) one word
+KIND_SILENCE = 3  # an aligned patch over the frames between words
+KIND_NAMES = {KIND_SINGLE: "single", KIND_STATIC: "static", KIND_WORD: "word", KIND_SILENCE: "silence"}
+
+
+def _split(length: int, kind: int, max_len: int) -> list[tuple[int, int]]:
+    return [(n, kind) for n in static_patch_lengths(length, max_len)]
+
+
+def aligned_patch_frames(n_frames: int, word_frames: list[tuple[int, int]], silence: str,
+                         max_len: int) -> list[tuple[int, int]]:
+    """(frames, kind) patches: one per word; the gaps between words are their own patches ('separate') or join
+    the next word ('merged'); trailing frames after the last word form a silence patch; long ones are split."""
+    patches: list[tuple[int, int]] = []
+    pos = 0
+    for start, end in word_frames:
+        start, end = max(start, pos), min(max(end, start), n_frames)
+        if end <= start:
+            continue  # a word shorter than a frame: its frames belong to its neighbours
+        if start > pos and silence == "separate":
+            patches += _split(start - pos, KIND_SILENCE, max_len)
+            pos = start
+        patches += _split(end - pos, KIND_WORD, max_len)
+        pos = end
+    if pos < n_frames:
+        patches += _split(n_frames - pos, KIND_SILENCE, max_len)
+    return patches
+
+
+@dataclass
+class Patcher:
+    """Cuts speech spans; decides aligned vs static per document from the training step."""
+
+    cfg: PatchingConfig
+    total_steps: int
+
+    def aligned_probability(self, step: int) -> float:
+        """P(aligned) for a document packed at `step`."""
+        strategy = self.cfg.strategy
+        if strategy in ("static", "aligned"):
+            return float(strategy == "aligned")
+        if strategy == "mixed":
+            return self.cfg.mixed_prob
+        progress = step / self.total_steps
+        tau1, tau2 = self.cfg.curriculum_start, self.cfg.curriculum_end
+        if progress <= tau1:
+            return 1.0
+        if progress >= tau2:
+            return 0.0
+        return (tau2 - progress) / (tau2 - tau1)
+
+    def patch_frames(self, n_frames: int, word_frames: list[tuple[int, int]], aligned: bool) -> list[tuple[int, int]]:
+        """(frames, kind) patches of one speech span."""
+        if aligned and word_frames:
+            return aligned_patch_frames(n_frames, word_frames, self.cfg.silence, self.cfg.max_len)
+        return [(n, KIND_STATIC) for n in static_patch_lengths(n_frames, self.cfg.size)]

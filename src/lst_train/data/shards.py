@@ -1,0 +1,155 @@
+"""Shard files -> raw records, split by rank and loader worker, with an exact resumable cursor.
+
+A speech shard is a WebDataset-style tar: consecutive members sharing a key (the name up to its first dot) form
+one sample, e.g. `KEY.flac` + `KEY.json`, or `KEY.units.json`. A text shard is `.jsonl` or `.jsonl.zst`, one record
+per line. The cursor's state is (epoch, shard position, records consumed in that shard): restoring it reopens the
+shard and skips records without decoding them.
+"""
+
+import glob
+import io
+import random
+import tarfile
+from dataclasses import dataclass
+from typing import Iterator
+
+import zstandard
+
+from lst_train.data.skips import SkipCounter, SkipSample
+
+
+@dataclass
+class RawRecord:
+    """One sample of a shard before decoding: member bytes by extension (speech) or one line (text)."""
+
+    key: str
+    """`shard-path:KEY` (speech) or `shard-path:LINE` (text): where to look when it is skipped."""
+    files: dict[str, bytes]
+    """Member bytes by extension, e.g. {'flac': ..., 'json': ...}; text records hold {'line': ...}."""
+
+
+def list_shards(pattern: str) -> list[str]:
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def _tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
+    """Group consecutive tar members by key; a truncated tar ends the shard (counted) instead of failing."""
+    key, files = None, {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = member.name.rsplit("/", 1)[-1]
+                member_key, _, ext = base.partition(".")
+                if member_key != key and key is not None:
+                    yield RawRecord(f"{path}:{key}", files)
+                    files = {}
+                key = member_key
+                try:
+                    files[ext] = tar.extractfile(member).read()
+                except (tarfile.TarError, OSError) as err:
+                    skips.add("unreadable_member", f"{path}:{member.name}", str(err))
+                    files[ext] = None
+    except (tarfile.TarError, OSError, EOFError) as err:
+        skips.add("truncated_shard", path, str(err))
+    if key is not None:
+        yield RawRecord(f"{path}:{key}", files)
+
+
+def _text_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
+    try:
+        with open(path, "rb") as raw:
+            stream = zstandard.ZstdDecompressor().stream_reader(raw) if path.endswith(".zst") else raw
+            for number, line in enumerate(io.BufferedReader(stream)):
+                yield RawRecord(f"{path}:{number + 1}", {"line": line})
+    except (OSError, zstandard.ZstdError) as err:
+        skips.add("truncated_shard", path, str(err))
+
+
+class ShardCursor:
+    """An endless, exactly resumable stream of one source's records for one (rank, worker).
+
+    With at least as many shards as readers (ranks × workers), reader g reads shards g, g+G, ...; with fewer,
+    every reader opens every shard and keeps the records whose index falls to it. Each epoch reshuffles the
+    reader's shard order from (seed, source, reader, epoch).
+    """
+
+    def __init__(self, shards: list[str], kind: str, reader: int, n_readers: int, seed: str, skips: SkipCounter):
+        self.kind = kind
+        self.skips = skips
+        self.seed = seed
+        self.reader, self.n_readers = reader, n_readers
+        self.split_records = len(shards) < n_readers
+        self.shards = shards if self.split_records else shards[reader::n_readers]
+        self.epoch = 0
+        self.shard_pos = 0
+        self.record_pos = 0
+        self._records: Iterator[RawRecord] | None = None
+        self._kept_this_epoch = 0
+
+    def _order(self) -> list[str]:
+        order = list(self.shards)
+        random.Random(f"{self.seed}|{self.reader}|{self.epoch}").shuffle(order)
+        return order
+
+    def _open(self) -> Iterator[RawRecord]:
+        path = self._order()[self.shard_pos]
+        reader = _tar_records if self.kind == "speech" else _text_records
+        try:
+            open(path, "rb").close()
+        except OSError as err:
+            self.skips.add("missing_shard", path, str(err))
+            return iter(())
+        records = reader(path, self.skips)
+        for _ in range(self.record_pos):  # resume: skip what was consumed, without decoding
+            next(records, None)
+        return records
+
+    def next_record(self) -> RawRecord:
+        """The next record for this reader (raises RuntimeError if a whole epoch yields nothing: no hang)."""
+        while True:
+            if self._records is None:
+                self._records = self._open()
+            record = next(self._records, None)
+            if record is None:
+                self._advance_shard()
+                continue
+            index = self.record_pos
+            self.record_pos += 1
+            if self.split_records and (index + self.shard_pos) % self.n_readers != self.reader:
+                continue
+            self._kept_this_epoch += 1
+            return record
+
+    def _advance_shard(self) -> None:
+        self._records = None
+        self.shard_pos += 1
+        self.record_pos = 0
+        if self.shard_pos >= len(self.shards):
+            if self._kept_this_epoch == 0:
+                raise RuntimeError(
+                    f"no readable record in a whole pass over {len(self.shards)} shard(s) "
+                    f"(e.g. {self.shards[:1]}); skipped so far: {self.skips.as_dict()}")
+            self.epoch += 1
+            self.shard_pos = 0
+            self._kept_this_epoch = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "shard_pos": self.shard_pos, "record_pos": self.record_pos,
+                "kept_this_epoch": self._kept_this_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.shard_pos, self.record_pos = state["epoch"], state["shard_pos"], state["record_pos"]
+        self._kept_this_epoch = state["kept_this_epoch"]
+        self._records = None
+
+
+def decode_utf8(data: bytes | None, where: str) -> str:
+    """UTF-8 text of a member or line; raises SkipSample('invalid_utf8')."""
+    if data is None:
+        raise SkipSample("unreadable_member", where)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SkipSample("invalid_utf8", where, str(err)) from None

@@ -1,0 +1,54 @@
+"""Bad input is skipped, counted by reason and logged: never fatal, never silent."""
+
+import logging
+from collections import Counter
+
+LOG = logging.getLogger("lst_train.data")
+
+# Every reason a sample, line or shard can be skipped; the loader stats report counts under these names.
+REASONS = (
+    "missing_shard",        # a listed shard file vanished or cannot be opened
+    "truncated_shard",      # a tar or zstd stream ends mid-record: the rest of the shard is lost
+    "unreadable_member",    # a tar member whose bytes cannot be read
+    "missing_json",         # a speech sample with audio but no KEY.json (or no audio / units at all)
+    "invalid_json",         # JSON that does not parse, or a record that is not an object
+    "invalid_utf8",         # bytes that are not UTF-8
+    "empty_transcript",     # no text and no words
+    "invalid_words",        # word timings negative, reversed, overlapping, out of the audio, or malformed
+    "unreadable_audio",     # audio bytes the decoder rejects
+    "empty_audio",          # zero samples
+    "nonfinite_audio",      # NaN or inf samples
+    "silent_audio",         # peak amplitude below the silence threshold
+    "audio_too_long",       # longer than data.codec.max_seconds
+    "invalid_units",        # pre-computed units that are not integers in the codebook range, or no frame rate
+    "missing_text",         # a text record without a non-empty "text" string
+)
+
+
+class SkipSample(Exception):
+    """Raised by a stage for one bad input; the stream catches it, counts it and moves on."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        if reason not in REASONS:
+            raise ValueError(f"unknown skip reason {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class SkipCounter:
+    """Counts skips by reason; logs the first few of each reason and then every 1000th."""
+
+    LOG_FIRST = 5
+
+    def __init__(self, counts: dict[str, int] | None = None):
+        self.counts: Counter[str] = Counter(counts or {})
+
+    def add(self, reason: str, where: str, detail: str = "") -> None:
+        self.counts[reason] += 1
+        n = self.counts[reason]
+        if n <= self.LOG_FIRST or n % 1000 == 0:
+            LOG.warning("skipped %s (#%d of this reason): %s%s", reason, n, where, f": {detail}" if detail else "")
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))

@@ -1,0 +1,115 @@
+"""The data stream of one reader (a rank's loader worker): records -> documents -> pieces -> packed batches.
+
+Its state is a handful of counters (mixture draws, batches), each source's shard cursor, the packer's unfinished
+document and the skip counts: restoring it yields exactly the batches the uninterrupted stream would have.
+Randomness is derived from (seed, identity) strings, never from a global RNG.
+"""
+
+import json
+import os
+import random
+
+from lst_train.config import Config
+from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
+from lst_train.data.packing import RowPacker, collate_rows, render
+from lst_train.data.patchers import Patcher
+from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
+from lst_train.data.skips import SkipCounter, SkipSample
+from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.utterances import utterance_from_record
+from lst_train.vocab import Vocab
+
+
+class ReaderStream:
+    def __init__(self, cfg: Config, shards: list[list[str]], reader: int, n_readers: int,
+                 worker: int, n_workers: int):
+        data = cfg.data
+        self.cfg = cfg
+        self.vocab = Vocab.from_config(cfg.model.vocab)
+        self.reader = reader
+        self.worker, self.n_workers = worker, n_workers
+        self.skips = SkipCounter()
+        self.cursors = [ShardCursor(paths, source.kind, reader, n_readers, f"{data.seed}|{i}", self.skips)
+                        for i, (source, paths) in enumerate(zip(data.sources, shards))]
+        self.weights = [source.weight for source in data.sources]
+        self.tokenizer = TextTokenizer.from_file(data.tokenizer)
+        self.patcher = Patcher(cfg.patching, cfg.training.steps) if cfg.model.arch == "lst" else None
+        self.packer = RowPacker(data.seq_units, self.vocab)
+        self.mix_draws = 0
+        self.batches = 0
+        self.documents = [0] * len(self.cursors)
+        self._codec = None
+
+    @property
+    def codec(self):
+        """Mimi, built on first use (in the worker process that needs it)."""
+        if self._codec is None and self.cfg.data.codec.kind == "mimi":
+            from lst_train.data.speech_codec import MimiCodec
+
+            self._codec = MimiCodec(self.cfg.data.codec, self.vocab.n_codebooks)
+        return self._codec
+
+    @property
+    def step(self) -> int:
+        """The optimizer step the batch being built belongs to (workers are read round-robin)."""
+        micro_batch = self.batches * self.n_workers + self.worker
+        return micro_batch // self.cfg.training.grad_accum_steps
+
+    def _document(self, source_index: int, record: RawRecord, rng: random.Random) -> Document:
+        source = self.cfg.data.sources[source_index]
+        if source.kind == "text":
+            try:
+                obj = json.loads(decode_utf8(record.files["line"], record.key))
+            except json.JSONDecodeError as err:
+                raise SkipSample("invalid_json", record.key, str(err)) from None
+            text = obj.get("text") if isinstance(obj, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise SkipSample("missing_text", record.key)
+            return text_document(record.key, text, self.tokenizer)
+        utterance = utterance_from_record(record, self.cfg.data.codec, self.codec, self.vocab)
+        if source.sequence_kind == "speech":
+            return speech_document(utterance, self.vocab)
+        return interleaved_document(utterance, self.tokenizer, self.vocab, self.cfg.data.interleave, rng)
+
+    def next_piece(self):
+        """Draw a source by weight, read records until one makes a document, render it with its patches."""
+        while True:
+            mix = random.Random(f"{self.cfg.data.seed}|mix|{self.reader}|{self.mix_draws}")
+            self.mix_draws += 1
+            index = mix.choices(range(len(self.cursors)), weights=self.weights)[0]
+            cursor = self.cursors[index]
+            record = cursor.next_record()
+            rng = random.Random(f"{self.cfg.data.seed}|doc|{os.path.basename(record.key)}|{cursor.epoch}")
+            try:
+                document = self._document(index, record, rng)
+            except SkipSample as skip:
+                self.skips.add(skip.reason, record.key, skip.detail)
+                continue
+            self.documents[index] += 1
+            aligned = self.patcher is not None and rng.random() < self.patcher.aligned_probability(self.step)
+            return render(document, self.vocab, self.patcher, aligned)
+
+    def next_batch(self) -> dict:
+        rows = [self.packer.next_row(self.next_piece) for _ in range(self.cfg.data.batch_size)]
+        batch = collate_rows(rows, self.vocab, self.cfg.data.pad_to_multiple)
+        batch["loader"] = {"reader": self.reader, "step": self.step, "skipped": self.skips.as_dict(),
+                           "documents": list(self.documents), "epochs": [c.epoch for c in self.cursors]}
+        self.batches += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"reader": self.reader, "mix_draws": self.mix_draws, "batches": self.batches,
+                "documents": list(self.documents), "skipped": self.skips.as_dict(),
+                "cursors": [c.state_dict() for c in self.cursors], "packer": self.packer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["reader"] != self.reader:
+            raise ValueError(f"loader state of reader {state['reader']} given to reader {self.reader}: "
+                             "resume with the same number of ranks and data.num_workers")
+        self.mix_draws, self.batches = state["mix_draws"], state["batches"]
+        self.documents = list(state["documents"])
+        self.skips.counts.clear()
+        self.skips.counts.update(state["skipped"])
+        for cursor, cursor_state in zip(self.cursors, state["cursors"]):
+            cursor.load_state_dict(cursor_state)
+        self.packer.load_state_dict(state["packer"])

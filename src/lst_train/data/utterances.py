@@ -1,0 +1,116 @@
+"""Raw speech records -> utterances: speech frames, frame rate and words mapped to frames, all validated."""
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lst_train.data.audio import AUDIO_EXTENSIONS, decode_audio
+from lst_train.data.config import CodecConfig
+from lst_train.data.shards import RawRecord, decode_utf8
+from lst_train.data.skips import SkipSample
+from lst_train.vocab import Vocab
+
+# Timings may disagree with the audio length by rounding: tolerate this much (seconds) before calling them wrong.
+TIME_TOLERANCE = 0.05
+
+
+@dataclass
+class Utterance:
+    """A speech sample ready for sequence building."""
+
+    key: str
+    frames: np.ndarray
+    """int64 [n_frames, n_codebooks] codes."""
+    frame_rate: float
+    words: list[str]
+    word_frames: list[tuple[int, int]]
+    """[start, end) frame range of each word (may be empty for words shorter than a frame)."""
+
+    @property
+    def seconds(self) -> float:
+        return len(self.frames) / self.frame_rate
+
+
+def _load_json(data: bytes | None, where: str) -> dict:
+    text = decode_utf8(data, where)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SkipSample("invalid_json", where, str(err)) from None
+    if not isinstance(obj, dict):
+        raise SkipSample("invalid_json", where, "not a JSON object")
+    return obj
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_words(obj: dict, duration: float, where: str) -> tuple[list[str], list[tuple[float, float]]]:
+    """Validate `words` (and `text`): ordered, non-negative, non-reversed, non-overlapping, inside the audio."""
+    words = obj.get("words")
+    text = obj.get("text", "")
+    if not isinstance(text, str):
+        raise SkipSample("invalid_json", where, "'text' is not a string")
+    if not isinstance(words, list) or not words:
+        if not words and not text.strip():
+            raise SkipSample("empty_transcript", where)
+        raise SkipSample("invalid_words", where, "'words' must be a non-empty list of {word, start, end}")
+    names, times, previous_end = [], [], 0.0
+    for i, item in enumerate(words):
+        if not (isinstance(item, dict) and isinstance(item.get("word"), str) and item["word"].strip()
+                and _number(item.get("start")) and _number(item.get("end"))):
+            raise SkipSample("invalid_words", where, f"word {i} needs a non-empty 'word' and numeric 'start'/'end'")
+        start, end = float(item["start"]), float(item["end"])
+        if start < 0:
+            raise SkipSample("invalid_words", where, f"word {i} starts at negative time {start}")
+        if end < start:
+            raise SkipSample("invalid_words", where, f"word {i} ends before it starts ({start} > {end})")
+        if start < previous_end - TIME_TOLERANCE:
+            raise SkipSample("invalid_words", where, f"word {i} overlaps the previous word")
+        if end > duration + TIME_TOLERANCE:
+            raise SkipSample("invalid_words", where, f"word {i} ends at {end} s, after the audio ({duration:.2f} s)")
+        names.append(item["word"].strip())
+        times.append((start, end))
+        previous_end = end
+    return names, times
+
+
+def _frame(seconds: float, frame_rate: float, n_frames: int) -> int:
+    return min(max(round(seconds * frame_rate), 0), n_frames)
+
+
+def _units(record: RawRecord, codebook_size: int, n_codebooks: int) -> tuple[dict, np.ndarray, float]:
+    obj = _load_json(record.files["units.json"], record.key)
+    if n_codebooks != 1:
+        raise SkipSample("invalid_units", record.key, f"units have 1 codebook, the vocabulary {n_codebooks}")
+    units, rate = obj.get("units"), obj.get("frame_rate")
+    if not (isinstance(units, list) and units and all(isinstance(u, int) and 0 <= u < codebook_size for u in units)):
+        raise SkipSample("invalid_units", record.key, f"'units' must be a non-empty list of ints in [0, {codebook_size})")
+    if not (_number(rate) and rate > 0):
+        raise SkipSample("invalid_units", record.key, "'frame_rate' must be a positive number")
+    return obj, np.asarray(units, dtype=np.int64)[:, None], float(rate)
+
+
+def utterance_from_record(record: RawRecord, codec_cfg: CodecConfig, codec, vocab: Vocab) -> Utterance:
+    """Decode one speech record (audio through `codec`, or pre-computed units); raises SkipSample."""
+    if "units.json" in record.files:
+        obj, frames, rate = _units(record, vocab.speech_codebook_size, vocab.n_codebooks)
+        duration = len(frames) / rate
+    else:
+        audio_ext = next((ext for ext in AUDIO_EXTENSIONS if ext in record.files), None)
+        if audio_ext is None or "json" not in record.files:
+            raise SkipSample("missing_json", record.key, f"members {sorted(record.files)}: need audio + KEY.json")
+        if codec is None:
+            raise SkipSample("invalid_units", record.key, "data.codec.kind=units but the sample has no KEY.units.json")
+        obj = _load_json(record.files["json"], record.key)
+        audio = decode_audio(record.files[audio_ext], record.key, codec.sample_rate, codec_cfg.max_seconds,
+                             codec_cfg.silence_threshold)
+        frames, rate = codec.encode(audio), codec.frame_rate
+        duration = len(audio) / codec.sample_rate
+    words, times = parse_words(obj, duration, record.key)
+    n = len(frames)
+    word_frames = [(_frame(s, rate, n), max(_frame(e, rate, n), _frame(s, rate, n))) for s, e in times]
+    return Utterance(record.key, frames, rate, words, word_frames)
