@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 
 def runtime_requirements() -> list[str]:
@@ -16,7 +16,7 @@ setup(
     description="Pretraining Latent Speech-Text Transformers on FSDP2",
     python_requires=">=3.11",
     package_dir={"": "src", "lst_kernels": "kernels"},
-    packages=["lst_train", "lst_train.model", "lst_kernels"],
+    packages=find_packages("src") + ["lst_kernels"],
     install_requires=runtime_requirements(),
     entry_points={"console_scripts": ["lst-train = lst_train.cli:main"]},
 )
