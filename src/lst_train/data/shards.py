@@ -57,11 +57,31 @@ def _tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
         yield RawRecord(f"{path}:{key}", files)
 
 
+def _zstd_lines(raw: io.BufferedIOBase) -> Iterator[bytes]:
+    """Lines of a (multi-frame) zstd stream; a stream cut mid-frame raises ZstdError instead of ending quietly."""
+    decompressor = zstandard.ZstdDecompressor()
+    frame, fed, pending = decompressor.decompressobj(), False, b""
+    while chunk := raw.read(1 << 20):
+        while chunk:
+            pending += frame.decompress(chunk)
+            fed = True
+            chunk = b""
+            if frame.eof:
+                chunk = frame.unused_data
+                frame, fed = decompressor.decompressobj(), False
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if fed:
+        raise zstandard.ZstdError("stream ends inside a zstd frame")
+    if pending:
+        yield pending
+
+
 def _text_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     try:
         with open(path, "rb") as raw:
-            stream = zstandard.ZstdDecompressor().stream_reader(raw) if path.endswith(".zst") else raw
-            for number, line in enumerate(io.BufferedReader(stream)):
+            lines = _zstd_lines(raw) if path.endswith(".zst") else raw
+            for number, line in enumerate(lines):
                 yield RawRecord(f"{path}:{number + 1}", {"line": line})
     except (OSError, zstandard.ZstdError) as err:
         skips.add("truncated_shard", path, str(err))
@@ -86,7 +106,7 @@ class ShardCursor:
         self.shard_pos = 0
         self.record_pos = 0
         self._records: Iterator[RawRecord] | None = None
-        self._kept_this_epoch = 0
+        self.used_this_epoch = 0
 
     def _order(self) -> list[str]:
         order = list(self.shards)
@@ -107,7 +127,8 @@ class ShardCursor:
         return records
 
     def next_record(self) -> RawRecord:
-        """The next record for this reader (raises RuntimeError if a whole epoch yields nothing: no hang)."""
+        """The next record for this reader; raises RuntimeError after a whole epoch without a used record (a
+        source that is all bad must stop the run with its skip counts, not spin forever)."""
         while True:
             if self._records is None:
                 self._records = self._open()
@@ -119,29 +140,32 @@ class ShardCursor:
             self.record_pos += 1
             if self.split_records and (index + self.shard_pos) % self.n_readers != self.reader:
                 continue
-            self._kept_this_epoch += 1
             return record
+
+    def mark_used(self) -> None:
+        """The last record made a document: this epoch is not all bad."""
+        self.used_this_epoch += 1
 
     def _advance_shard(self) -> None:
         self._records = None
         self.shard_pos += 1
         self.record_pos = 0
         if self.shard_pos >= len(self.shards):
-            if self._kept_this_epoch == 0:
+            if self.used_this_epoch == 0:
                 raise RuntimeError(
-                    f"no readable record in a whole pass over {len(self.shards)} shard(s) "
+                    f"no usable record in a whole pass over {len(self.shards)} shard(s) "
                     f"(e.g. {self.shards[:1]}); skipped so far: {self.skips.as_dict()}")
             self.epoch += 1
             self.shard_pos = 0
-            self._kept_this_epoch = 0
+            self.used_this_epoch = 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "shard_pos": self.shard_pos, "record_pos": self.record_pos,
-                "kept_this_epoch": self._kept_this_epoch}
+                "used_this_epoch": self.used_this_epoch}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.shard_pos, self.record_pos = state["epoch"], state["shard_pos"], state["record_pos"]
-        self._kept_this_epoch = state["kept_this_epoch"]
+        self.used_this_epoch = state["used_this_epoch"]
         self._records = None
 
 

@@ -28,12 +28,11 @@ REASONS = (
 class SkipSample(Exception):
     """Raised by a stage for one bad input; the stream catches it, counts it and moves on."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, where: str, detail: str = ""):
         if reason not in REASONS:
             raise ValueError(f"unknown skip reason {reason!r}")
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(f"{reason}: {where}: {detail}")
+        self.reason, self.where, self.detail = reason, where, detail
 
 
 class SkipCounter:

@@ -1,14 +1,38 @@
 """Speech audio -> discrete frames with the Mimi codec (transformers' MimiModel).
 
-With no weights directory, Mimi gets random weights; its codebooks start all-zero (every code would be 0), so
-they are filled from a seeded generator: the codes then depend on the audio, which is what tests need.
+With no weights directory, Mimi gets random weights. Its codebooks start all-zero (every code would be 0), and
+random codes far from the encoder's latents collapse onto a handful of ids, so the codebooks are initialised the
+way k-means is: from the latents of seeded, speech-like calibration audio (residual by residual). The codes then
+follow the audio, which is what the tests and the CPU demo need.
 """
+
+import math
 
 import numpy as np
 import torch
 from transformers import MimiConfig, MimiModel
 
 from lst_train.data.config import CodecConfig
+
+CALIBRATION_SECONDS = 8.0
+
+
+class _LatentsCaptured(Exception):
+    """Stops MimiModel.encode right after the encoder, before any code lookup caches the empty codebooks."""
+
+
+def calibration_audio(generator: torch.Generator, rate: int, seconds: float) -> torch.Tensor:
+    """Speech-like noise: harmonic tones with gliding pitch, noise bursts, syllable-rate amplitude. [1, 1, n]."""
+    n = int(rate * seconds)
+    t = torch.arange(n) / rate
+    f0 = 80 + 200 * torch.rand(1, generator=generator) + 60 * torch.sin(2 * math.pi * 0.3 * t)
+    phase = 2 * math.pi * torch.cumsum(f0 / rate, dim=0)
+    harmonics = sum(torch.sin(k * phase) / k for k in range(1, 8))
+    noise = torch.randn(n, generator=generator)
+    envelope = (torch.sin(2 * math.pi * 4.0 * t + 3 * torch.rand(1, generator=generator)) + 1) / 2
+    voiced = (torch.sin(2 * math.pi * 0.7 * t) > 0).float()
+    audio = envelope * (voiced * harmonics * 0.2 + (1 - voiced) * noise * 0.1)
+    return audio.view(1, 1, n)
 
 
 class MimiCodec:
@@ -22,8 +46,8 @@ class MimiCodec:
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
-                model = MimiModel(MimiConfig())
-                self._randomize_codebooks(model)
+                model = MimiModel(MimiConfig()).eval()
+            self._calibrate_codebooks(model, torch.Generator().manual_seed(cfg.seed))
         self.model = model.to(self.device).eval()
         self.sample_rate = int(model.config.sampling_rate)
         self.frame_rate = float(model.config.frame_rate)
@@ -32,12 +56,35 @@ class MimiCodec:
             raise ValueError(f"Mimi has {model.config.num_quantizers} codebooks, {n_codebooks} requested")
 
     @staticmethod
-    def _randomize_codebooks(model: MimiModel) -> None:
-        for name, buffer in model.named_buffers():
-            if name.endswith("codebook.embed_sum"):
-                buffer.normal_()
-            elif name.endswith("codebook.cluster_usage") or name.endswith("codebook.initialized"):
-                buffer.fill_(1.0)
+    @torch.no_grad()
+    def _calibrate_codebooks(model: MimiModel, generator: torch.Generator) -> None:
+        captured = []
+
+        def capture(_module, _inputs, output):
+            captured.append(output)
+            raise _LatentsCaptured
+
+        hook = model.encoder.downsample.register_forward_hook(capture)
+        try:
+            model.encode(calibration_audio(generator, model.config.sampling_rate, CALIBRATION_SECONDS))
+        except _LatentsCaptured:
+            pass
+        finally:
+            hook.remove()
+        latents = captured[0]  # [1, hidden, frames]
+        quantizer = model.quantizer
+        for rvq in (quantizer.semantic_residual_vector_quantizer, quantizer.acoustic_residual_vector_quantizer):
+            projected = rvq.input_proj(latents) if rvq.input_proj is not None else latents
+            residual = projected[0].T  # [frames, codebook_dim]
+            for layer in rvq.layers:
+                codebook = layer.codebook
+                size = codebook.embed_sum.shape[0]
+                picks = residual[torch.randint(len(residual), (size,), generator=generator)]
+                spread = residual.std(dim=0, keepdim=True) * 0.3
+                codebook.embed_sum.copy_(picks + spread * torch.randn(picks.shape, generator=generator))
+                codebook.cluster_usage.fill_(1.0)
+                codebook.initialized.fill_(1.0)
+                residual = residual - codebook.decode(codebook.encode(residual))
 
     @torch.inference_mode()
     def encode(self, audio: np.ndarray) -> np.ndarray:

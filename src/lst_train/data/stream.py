@@ -83,8 +83,9 @@ class ReaderStream:
             try:
                 document = self._document(index, record, rng)
             except SkipSample as skip:
-                self.skips.add(skip.reason, record.key, skip.detail)
+                self.skips.add(skip.reason, skip.where, skip.detail)
                 continue
+            cursor.mark_used()
             self.documents[index] += 1
             aligned = self.patcher is not None and rng.random() < self.patcher.aligned_probability(self.step)
             return render(document, self.vocab, self.patcher, aligned)

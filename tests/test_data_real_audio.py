@@ -1,0 +1,69 @@
+"""Real recorded speech (tests/assets/librivox) through the real Mimi model (random weights) into LST batches."""
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+
+from lst_train.config import load_config
+from lst_train.data.config import SourceConfig
+from lst_train.data.dataset import build_dataloader, resolve_shards
+from lst_train.data.patchers import KIND_WORD
+from lst_train.data.stream import ReaderStream
+from lst_train.loss import next_token_loss_sums
+from lst_train.model import build_model
+
+from conftest import RECIPES
+from data_fixtures import write_tar, write_tokenizer
+
+ASSETS = Path(__file__).parent / "assets" / "librivox"
+
+
+@pytest.fixture(scope="module")
+def real_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    samples = []
+    for audio in sorted(ASSETS.glob("*.*[cv]")):
+        samples.append((audio.stem, {audio.suffix[1:]: audio.read_bytes(),
+                                     "json": (ASSETS / f"{audio.stem}.json").read_bytes()}))
+    write_tar(root / "speech-0.tar", samples)
+    write_tokenizer(root / "tok.tiktoken")
+    return root, samples
+
+
+def _config(root, *overrides):
+    cfg = load_config(RECIPES / "debug_cpu.yaml", [f"data.tokenizer={root / 'tok.tiktoken'}", "data.seq_units=64",
+                                                   "data.batch_size=2", *overrides])
+    cfg.data.sources = [SourceConfig(kind="speech", path=str(root / "speech-*.tar"), sequence="speech")]
+    return cfg
+
+
+def test_real_speech_gives_aligned_patches_per_word(real_corpus):
+    root, samples = real_corpus
+    assert len(samples) == 2
+    cfg = _config(root, "patching.strategy=aligned", "patching.max_len=64")
+    stream = ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
+    for key, files in samples:
+        piece = stream.next_piece()
+        audio_ext = next(ext for ext in files if ext != "json")
+        seconds = soundfile.info(ASSETS / f"{key}.{audio_ext}").duration
+        speech = [t for t in piece.tokens if stream.vocab.is_speech(torch.tensor(t))]
+        assert abs(len(speech) - seconds * 12.5) <= 1, "Mimi: 12.5 frames per second, one codebook"
+        assert len(set(speech)) > len(speech) // 4, "random-weight Mimi still gives audio-dependent codes"
+        words = json.loads(files["json"])["words"]
+        word_patches = sum(1 for kind in piece.patch_kinds if kind == KIND_WORD)
+        assert len(words) - 2 <= word_patches <= len(words), "one patch per word (words under a frame merge)"
+        assert abs(sum(piece.patch_seconds) - seconds) <= 0.1
+
+
+def test_real_speech_batches_train_the_debug_lst(real_corpus):
+    root, _ = real_corpus
+    cfg = _config(root, "patching.strategy=mixed")
+    batch = next(iter(build_dataloader(cfg)))
+    model = build_model(cfg.model)
+    sums = next_token_loss_sums(model(batch["tokens"], batch["patch_lengths"]), batch["labels"], model.vocab)
+    assert sums.n_speech > 50 and torch.isfinite(sums.mean())
+    sums.mean().backward()
+    assert batch["row_stats"]["speech_seconds"].sum() > 3.0
