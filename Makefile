@@ -3,7 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test bench
+# Debian packages the demo corpus needs: espeak-ng (speech with word timings) and bible-kjv (public-domain text).
+SYSTEM_PACKAGES := espeak-ng bible-kjv
+
+.PHONY: install system-deps test bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -15,8 +18,17 @@ $(STAMP): requirements.txt setup.py | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+system-deps:
+	@missing=""; \
+	for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq$$missing; \
+		else echo "missing Debian packages; run: sudo apt-get install -y$$missing"; fi; \
+	fi
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
 	$(PY) bench/pool_unpool.py
+	$(PY) bench/loader.py

@@ -56,3 +56,30 @@ def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, yaml_text, over
     message = str(info.value)
     assert "\n" not in message
     assert key in message
+
+
+def test_list_items_can_be_overridden_by_index():
+    cfg = load_config(RECIPES / "debug_cpu.yaml", ["data.sources[1].path=other/*.jsonl", "data.cache_dir="])
+    assert cfg.data.sources[1].path == "other/*.jsonl" and cfg.data.sources[1].kind == "text"
+    assert cfg.data.cache_dir == ""
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["data.sources[0].weight=heavy"], "data.sources[0].weight"),
+    (["data.sources[0].colour=red"], "data.sources[0].colour"),
+    (["data.sources[0].kind=video"], "data.sources[0].kind"),
+    (["data.sources[0].weight=0"], "data.sources[0].weight"),
+    (["data.codec.device=cuda", "data.num_workers=2"], "data.codec.device"),
+    (["training.steps=0"], "training.steps"),
+    (["patching.strategy=entropy"], "patching.strategy"),
+    (["patching.curriculum_start=0.9", "patching.curriculum_end=0.5"], "patching.curriculum_start"),
+])
+def test_bad_data_and_training_keys_fail_with_one_line(overrides, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(RECIPES / "debug_cpu.yaml", overrides)
+    assert "\n" not in str(info.value) and key in str(info.value)
+
+
+def test_missing_recipe_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")

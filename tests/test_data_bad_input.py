@@ -125,7 +125,7 @@ def test_resampled_and_downmixed_audio_keeps_its_duration(bad_corpus):
     from lst_train.data.shards import RawRecord
     from lst_train.data.utterances import utterance_from_record
 
-    utterance = utterance_from_record(RawRecord("x:b", files), cfg.data.codec, stream.codec, stream.vocab)
+    utterance = utterance_from_record(RawRecord("x", "b", files), cfg.data.codec, stream.codec, stream.vocab)
     seconds = soundfile.info(io.BytesIO(files["wav"])).duration
     assert abs(utterance.seconds - seconds) <= 1 / 12.5 + 1e-6
 

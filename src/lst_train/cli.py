@@ -4,6 +4,9 @@ import argparse
 import sys
 
 from lst_train.config import ConfigError, load_config
+from lst_train.data.demo_corpus import add_data_build_demo_parser
+from lst_train.data.inspect_loader import add_data_inspect_parser
+from lst_train.data.text_tokenizer import add_tokenizer_parser
 from lst_train.flops import param_counts, row_flops
 
 
@@ -33,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--tokens-per-patch", type=float, default=2.0,
                       help="LST only: mean tokens per patch, to turn units into tokens (default 2.0)")
     info.set_defaults(run=_info)
+    add_tokenizer_parser(commands)
+    data = commands.add_parser("data", help="build, inspect and benchmark training data").add_subparsers(
+        dest="data_command", required=True)
+    add_data_build_demo_parser(data)
+    add_data_inspect_parser(data)
     return parser
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -180,6 +181,22 @@ def _error_line(err: OmegaConfBaseException, source: str, key: str = "?") -> str
     return f"{source}: {key}: {message}"
 
 
+def _apply_override(merged, item: str):
+    """Apply one "a.b=c" override; list items are addressed as "data.sources[0].path=..."; "key=" sets ""."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. model.encoder.dim=64")
+    key, raw = item.split("=", 1)
+    try:
+        if "[" in key:
+            OmegaConf.update(merged, key, yaml.safe_load(raw) if raw else "", merge=True)
+            return merged
+        return OmegaConf.merge(merged, OmegaConf.from_dotlist([item if raw else f"{key}=''"]))
+    except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError, IndexError) as err:
+        if isinstance(err, OmegaConfBaseException):
+            raise ConfigError(_error_line(err, "override", key)) from None
+        raise ConfigError(f"override: {key}: {str(err).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML recipe (optional) onto the defaults, apply "a.b=c" overrides, validate, return a typed Config."""
     merged = OmegaConf.structured(Config)
@@ -188,13 +205,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             merged = OmegaConf.merge(merged, OmegaConf.load(path))
     except OmegaConfBaseException as err:
         raise ConfigError(_error_line(err, str(path))) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the recipe ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. model.encoder.dim=64")
-        try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as err:
-            raise ConfigError(_error_line(err, "override", item.split("=", 1)[0])) from None
+        merged = _apply_override(merged, item)
     try:
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:

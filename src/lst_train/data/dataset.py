@@ -14,7 +14,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from lst_train.config import Config, ConfigError
 from lst_train.data.shards import list_shards
 from lst_train.data.stream import ReaderStream
-from lst_train.data.text_tokenizer import TRAIN_COMMAND
+from lst_train.data.text_tokenizer import TRAIN_COMMAND, TextTokenizer
 
 
 def resolve_shards(cfg: Config) -> list[list[str]]:
@@ -29,6 +29,10 @@ def resolve_shards(cfg: Config) -> list[list[str]]:
         shards.append(paths)
     if not os.path.isfile(cfg.data.tokenizer):
         raise ConfigError(f"data.tokenizer: no file {cfg.data.tokenizer!r}; make one with {TRAIN_COMMAND}")
+    n_text = TextTokenizer.from_file(cfg.data.tokenizer).n_vocab
+    if n_text > cfg.model.vocab.text_size:
+        raise ConfigError(f"model.vocab.text_size: {cfg.model.vocab.text_size} is smaller than the "
+                          f"{n_text} ids of data.tokenizer {cfg.data.tokenizer!r}; set model.vocab.text_size={n_text}")
     return shards
 
 

@@ -11,7 +11,7 @@ import io
 import random
 import tarfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import zstandard
 
@@ -22,10 +22,17 @@ from lst_train.data.skips import SkipCounter, SkipSample
 class RawRecord:
     """One sample of a shard before decoding: member bytes by extension (speech) or one line (text)."""
 
-    key: str
-    """`shard-path:KEY` (speech) or `shard-path:LINE` (text): where to look when it is skipped."""
-    files: dict[str, bytes]
-    """Member bytes by extension, e.g. {'flac': ..., 'json': ...}; text records hold {'line': ...}."""
+    shard: str
+    """Path of the shard file."""
+    name: str
+    """The sample key (speech) or line number (text)."""
+    files: dict[str, bytes | None]
+    """Member bytes by extension, e.g. {'flac': ..., 'json': ...} (None: unreadable); text: {'line': ...}."""
+
+    @property
+    def key(self) -> str:
+        """`shard-path:NAME`: where to look when it is skipped."""
+        return f"{self.shard}:{self.name}"
 
 
 def list_shards(pattern: str) -> list[str]:
@@ -43,7 +50,7 @@ def _tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
                 base = member.name.rsplit("/", 1)[-1]
                 member_key, _, ext = base.partition(".")
                 if member_key != key and key is not None:
-                    yield RawRecord(f"{path}:{key}", files)
+                    yield RawRecord(path, key, files)
                     files = {}
                 key = member_key
                 try:
@@ -54,7 +61,7 @@ def _tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     except (tarfile.TarError, OSError, EOFError) as err:
         skips.add("truncated_shard", path, str(err))
     if key is not None:
-        yield RawRecord(f"{path}:{key}", files)
+        yield RawRecord(path, key, files)
 
 
 def _zstd_lines(raw: io.BufferedIOBase) -> Iterator[bytes]:
@@ -82,7 +89,7 @@ def _text_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
         with open(path, "rb") as raw:
             lines = _zstd_lines(raw) if path.endswith(".zst") else raw
             for number, line in enumerate(lines):
-                yield RawRecord(f"{path}:{number + 1}", {"line": line})
+                yield RawRecord(path, str(number + 1), {"line": line})
     except (OSError, zstandard.ZstdError) as err:
         skips.add("truncated_shard", path, str(err))
 
@@ -95,8 +102,11 @@ class ShardCursor:
     reader's shard order from (seed, source, reader, epoch).
     """
 
-    def __init__(self, shards: list[str], kind: str, reader: int, n_readers: int, seed: str, skips: SkipCounter):
+    def __init__(self, shards: list[str], kind: str, reader: int, n_readers: int, seed: str, skips: SkipCounter,
+                 on_shard_end: Callable[[str, bool], None] | None = None):
         self.kind = kind
+        self.on_shard_end = on_shard_end
+        """Called with (shard path, read from its first record) when a shard is exhausted."""
         self.skips = skips
         self.seed = seed
         self.reader, self.n_readers = reader, n_readers
@@ -106,7 +116,12 @@ class ShardCursor:
         self.shard_pos = 0
         self.record_pos = 0
         self._records: Iterator[RawRecord] | None = None
+        self._opened_at_start = False
         self.used_this_epoch = 0
+
+    @property
+    def current_shard(self) -> str:
+        return self._order()[self.shard_pos]
 
     def _order(self) -> list[str]:
         order = list(self.shards)
@@ -114,7 +129,8 @@ class ShardCursor:
         return order
 
     def _open(self) -> Iterator[RawRecord]:
-        path = self._order()[self.shard_pos]
+        path = self.current_shard
+        self._opened_at_start = self.record_pos == 0
         reader = _tar_records if self.kind == "speech" else _text_records
         try:
             open(path, "rb").close()
@@ -147,6 +163,8 @@ class ShardCursor:
         self.used_this_epoch += 1
 
     def _advance_shard(self) -> None:
+        if self.on_shard_end is not None:
+            self.on_shard_end(self.current_shard, self._opened_at_start)
         self._records = None
         self.shard_pos += 1
         self.record_pos = 0

@@ -16,7 +16,8 @@ from lst_train.data.patchers import Patcher
 from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
 from lst_train.data.skips import SkipCounter, SkipSample
 from lst_train.data.text_tokenizer import TextTokenizer
-from lst_train.data.utterances import utterance_from_record
+from lst_train.data.token_cache import TokenCache
+from lst_train.data.utterances import Utterance, utterance_from_record
 from lst_train.vocab import Vocab
 
 
@@ -29,8 +30,11 @@ class ReaderStream:
         self.reader = reader
         self.worker, self.n_workers = worker, n_workers
         self.skips = SkipCounter()
-        self.cursors = [ShardCursor(paths, source.kind, reader, n_readers, f"{data.seed}|{i}", self.skips)
-                        for i, (source, paths) in enumerate(zip(data.sources, shards))]
+        self.caches = [self._token_cache(source.kind, len(paths), n_readers) for source, paths in
+                       zip(data.sources, shards)]
+        self.cursors = [ShardCursor(paths, source.kind, reader, n_readers, f"{data.seed}|{i}", self.skips,
+                                    None if cache is None else cache.shard_done)
+                        for i, (source, paths, cache) in enumerate(zip(data.sources, shards, self.caches))]
         self.weights = [source.weight for source in data.sources]
         self.tokenizer = TextTokenizer.from_file(data.tokenizer)
         self.patcher = Patcher(cfg.patching, cfg.training.steps) if cfg.model.arch == "lst" else None
@@ -49,6 +53,27 @@ class ReaderStream:
             self._codec = MimiCodec(self.cfg.data.codec, self.vocab.n_codebooks)
         return self._codec
 
+    def _token_cache(self, kind: str, n_shards: int, n_readers: int) -> TokenCache | None:
+        if kind != "speech" or not self.cfg.data.cache_dir:
+            return None
+        split = f"-reader{self.reader}of{n_readers}" if n_shards < n_readers else ""
+        return TokenCache(self.cfg.data.cache_dir, self.cfg.data.codec, self.vocab.n_codebooks, split)
+
+    def _utterance(self, source_index: int, record: RawRecord) -> Utterance:
+        cache = self.caches[source_index]
+        cached = None if cache is None else cache.lookup(record.shard, record.name)
+        if cached is not None:
+            return cached
+        try:
+            utterance = utterance_from_record(record, self.cfg.data.codec, self.codec, self.vocab)
+        except SkipSample as skip:
+            if cache is not None:
+                cache.store(record.shard, record.name, skip)
+            raise
+        if cache is not None:
+            cache.store(record.shard, record.name, utterance)
+        return utterance
+
     @property
     def step(self) -> int:
         """The optimizer step the batch being built belongs to (workers are read round-robin)."""
@@ -66,7 +91,7 @@ class ReaderStream:
             if not isinstance(text, str) or not text.strip():
                 raise SkipSample("missing_text", record.key)
             return text_document(record.key, text, self.tokenizer)
-        utterance = utterance_from_record(record, self.cfg.data.codec, self.codec, self.vocab)
+        utterance = self._utterance(source_index, record)
         if source.sequence_kind == "speech":
             return speech_document(utterance, self.vocab)
         return interleaved_document(utterance, self.tokenizer, self.vocab, self.cfg.data.interleave, rng)
@@ -79,7 +104,8 @@ class ReaderStream:
             index = mix.choices(range(len(self.cursors)), weights=self.weights)[0]
             cursor = self.cursors[index]
             record = cursor.next_record()
-            rng = random.Random(f"{self.cfg.data.seed}|doc|{os.path.basename(record.key)}|{cursor.epoch}")
+            identity = f"{os.path.basename(record.shard)}:{record.name}|{cursor.epoch}"
+            rng = random.Random(f"{self.cfg.data.seed}|doc|{identity}")
             try:
                 document = self._document(index, record, rng)
             except SkipSample as skip:

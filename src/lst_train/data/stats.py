@@ -1,0 +1,55 @@
+"""Aggregate the per-row stats and per-reader skip counts that batches carry, for logs and `data inspect`."""
+
+from collections import Counter, defaultdict
+
+from lst_train.data.patchers import KIND_NAMES, KIND_SINGLE
+
+ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches") + tuple(
+    f"{KIND_NAMES[k]}_{what}" for k in KIND_NAMES if k != KIND_SINGLE for what in ("patches", "tokens"))
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+class LoaderStats:
+    """Running totals over the batches seen; skip counts are cumulative per reader, so the latest of each counts."""
+
+    def __init__(self):
+        self.sums: defaultdict[str, float] = defaultdict(float)
+        self.batches = 0
+        self.skipped_by_reader: dict[int, dict[str, int]] = {}
+
+    def update(self, batch: dict) -> None:
+        self.batches += 1
+        for name in ROW_SUMS:
+            self.sums[name] += float(batch["row_stats"][name].sum())
+        loader = batch["loader"]
+        self.skipped_by_reader[loader["reader"]] = loader["skipped"]
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for counts in self.skipped_by_reader.values():
+            total.update(counts)
+        return dict(sorted(total.items()))
+
+    def summary(self) -> dict:
+        s = self.sums
+        speech_patches = s["static_patches"] + s["word_patches"] + s["silence_patches"]
+        return {
+            "batches": self.batches,
+            "tokens": int(s["tokens"]),
+            "patches": int(s["patches"]),
+            "speech_seconds": round(s["speech_seconds"], 2),
+            "speech_token_fraction": _ratio(s["speech_tokens"], s["tokens"]),
+            "text_token_fraction": _ratio(s["text_tokens"], s["tokens"]),
+            "tokens_per_patch": _ratio(s["tokens"], s["patches"]),
+            "tokens_per_patch_static": _ratio(s["static_tokens"], s["static_patches"]),
+            "tokens_per_patch_aligned": _ratio(s["word_tokens"] + s["silence_tokens"],
+                                               s["word_patches"] + s["silence_patches"]),
+            "tokens_per_word_patch": _ratio(s["word_tokens"], s["word_patches"]),
+            "tokens_per_silence_patch": _ratio(s["silence_tokens"], s["silence_patches"]),
+            "speech_patches_per_second": _ratio(speech_patches, s["speech_seconds"]),
+            "skipped": self.skipped,
+        }

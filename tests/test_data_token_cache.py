@@ -1,0 +1,54 @@
+"""The speech-token cache: later epochs read the codes instead of re-encoding, and yield the same documents."""
+
+import glob
+import json
+from pathlib import Path
+
+from lst_train.config import load_config
+from lst_train.data.config import SourceConfig
+from lst_train.data.dataset import resolve_shards
+from lst_train.data.stream import ReaderStream
+
+from conftest import RECIPES
+from data_fixtures import write_tar, write_tokenizer
+
+ASSETS = Path(__file__).parent / "assets" / "librivox"
+
+
+class _NoCodec:
+    """Stands in for Mimi once everything should come from the cache: any encode is a test failure."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the codec was used ({name}) although the shard is cached")
+
+
+def _stream(root, cache_dir):
+    cache = [f"data.cache_dir={cache_dir}"] if cache_dir else []
+    cfg = load_config(RECIPES / "debug_cpu.yaml", [f"data.tokenizer={root / 'tok.tiktoken'}", "data.seq_units=32",
+                                                   "patching.strategy=mixed", *cache])
+    cfg.data.sources = [SourceConfig(kind="speech", path=str(root / "*.tar"))]
+    return ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
+
+
+def _pieces(stream, n):
+    return [stream.next_piece() for _ in range(n)]
+
+
+def test_cached_epochs_skip_the_codec_and_replay_the_documents(tmp_path):
+    samples = [(p.stem, {p.suffix[1:]: p.read_bytes(), "json": (ASSETS / f"{p.stem}.json").read_bytes()})
+               for p in sorted(ASSETS.glob("*.*[cv]"))]
+    samples.insert(0, ("bad", {"wav": b"garbage", "json": json.dumps({"text": "x", "words": []}).encode()}))
+    write_tar(tmp_path / "speech-0.tar", samples)
+    write_tokenizer(tmp_path / "tok.tiktoken")
+
+    uncached = _stream(tmp_path, None)
+    expected = _pieces(uncached, 4)  # two epochs of two good samples
+
+    cached = _stream(tmp_path, tmp_path / "cache")
+    first_epoch = _pieces(cached, 2)
+    cached._codec = _NoCodec()
+    second_epoch = _pieces(cached, 2)
+    assert cached.cursors[0].epoch == 1
+    assert len(glob.glob(str(tmp_path / "cache" / "*" / "*.pt"))) == 1
+    assert [p.tokens for p in first_epoch + second_epoch] == [p.tokens for p in expected]
+    assert cached.skips.as_dict() == uncached.skips.as_dict() == {"unreadable_audio": 2}
