@@ -6,6 +6,7 @@ import sys
 from lst_train.config import ConfigError, load_config
 from lst_train.data.demo_corpus import add_data_build_demo_parser
 from lst_train.data.inspect_loader import add_data_inspect_parser
+from lst_train.data.skips import NoUsableData
 from lst_train.data.text_tokenizer import add_tokenizer_parser
 from lst_train.flops import param_counts, row_flops
 
@@ -45,10 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may follow options too (argparse stops filling a positional list at the first option).
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any("=" not in item for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     try:
         args.run(args)
     except ConfigError as err:
         print(f"lst-train: config error: {err}", file=sys.stderr)
         return 2
+    except NoUsableData as err:
+        print(f"lst-train: data error: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -1,1 +1,4 @@
-"""Streaming speech-text data: shards -> audio/units -> tokens -> interleaved documents -> patches -> packed rows."""
+"""Streaming speech-text data: shards -> audio/units -> tokens -> interleaved documents -> patches -> packed rows.
+
+The loader is `lst_train.data.dataset.build_dataloader`.
+"""

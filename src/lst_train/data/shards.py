@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import zstandard
 
-from lst_train.data.skips import SkipCounter, SkipSample
+from lst_train.data.skips import NoUsableData, SkipCounter, SkipSample
 
 
 @dataclass
@@ -143,7 +143,7 @@ class ShardCursor:
         return records
 
     def next_record(self) -> RawRecord:
-        """The next record for this reader; raises RuntimeError after a whole epoch without a used record (a
+        """The next record for this reader; raises NoUsableData after a whole epoch without a used record (a
         source that is all bad must stop the run with its skip counts, not spin forever)."""
         while True:
             if self._records is None:
@@ -170,7 +170,7 @@ class ShardCursor:
         self.record_pos = 0
         if self.shard_pos >= len(self.shards):
             if self.used_this_epoch == 0:
-                raise RuntimeError(
+                raise NoUsableData(
                     f"no usable record in a whole pass over {len(self.shards)} shard(s) "
                     f"(e.g. {self.shards[:1]}); skipped so far: {self.skips.as_dict()}")
             self.epoch += 1

@@ -51,3 +51,7 @@ class SkipCounter:
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+
+class NoUsableData(RuntimeError):
+    """A source yielded no usable record in a whole pass: the run stops with the skip counts instead of spinning."""
