@@ -123,10 +123,13 @@ def test_resampled_and_downmixed_audio_keeps_its_duration(bad_corpus):
     cfg, stream = _stream(root)
     _, files, _ = next(s for s in samples if s[0] == "b-stereo-44k")
     from lst_train.data.shards import RawRecord
-    from lst_train.data.utterances import utterance_from_record
+    from lst_train.data.utterances import decode_record
 
-    utterance = utterance_from_record(RawRecord("x", "b", files), cfg.data.codec, stream.codec, stream.vocab)
+    decoded = decode_record(RawRecord("x", "b", files), cfg.data.codec, stream.codec, stream.vocab)
+    assert decoded.audio.ndim == 1, "downmixed to mono"
     seconds = soundfile.info(io.BytesIO(files["wav"])).duration
+    assert abs(len(decoded.audio) / 24000 - seconds) < 1e-3, "resampled to 24 kHz, same duration"
+    utterance = decoded.utterance(stream.codec().encode(decoded.audio), 12.5)
     assert abs(utterance.seconds - seconds) <= 1 / 12.5 + 1e-6
 
 

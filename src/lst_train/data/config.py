@@ -35,6 +35,8 @@ class CodecConfig:
     """Seed of the random Mimi weights and codebooks (ignored with `weights`)."""
     device: str = "cpu"
     """Where Mimi runs: 'cpu' (in each loader worker) or 'cuda' (in the training process: use num_workers=0)."""
+    batch_size: int = 1
+    """Utterances Mimi encodes together, right-padded into one batch (on a GPU, 16-64 keep it busy)."""
     max_seconds: float = 120.0
     """Longer audio is skipped (counted as audio_too_long)."""
     silence_threshold: float = 1e-4
@@ -89,6 +91,7 @@ def validate_data(cfg: DataConfig, check) -> None:
     check(cfg.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.batch_size}")
     check(cfg.num_workers >= 0, "data.num_workers", f"must be >= 0, got {cfg.num_workers}")
     check(cfg.pad_to_multiple >= 1, "data.pad_to_multiple", f"must be >= 1, got {cfg.pad_to_multiple}")
+    check(cfg.codec.batch_size >= 1, "data.codec.batch_size", f"must be >= 1, got {cfg.codec.batch_size}")
     check(cfg.codec.kind in CODECS, "data.codec.kind", f"must be one of {CODECS}, got {cfg.codec.kind!r}")
     check(cfg.codec.device == "cpu" or cfg.num_workers == 0, "data.codec.device",
           "a GPU codec runs in the training process: set data.num_workers=0 or data.codec.device=cpu")

@@ -87,8 +87,19 @@ class MimiCodec:
                 residual = residual - codebook.decode(codebook.encode(residual))
 
     @torch.inference_mode()
+    def encode_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Several float32 [samples] clips at `sample_rate`, right-padded into one batch (Mimi is causal, so the
+        padding does not reach the real frames) -> int64 [frames_i, n_codebooks] each."""
+        lengths = torch.tensor([len(a) for a in audios])
+        wave = torch.zeros(len(audios), 1, int(lengths.max()))
+        for i, audio in enumerate(audios):
+            wave[i, 0, : len(audio)] = torch.from_numpy(audio)
+        mask = (torch.arange(wave.shape[-1])[None] < lengths[:, None]).long()
+        codes = self.model.encode(wave.to(self.device), padding_mask=mask.to(self.device),
+                                  num_quantizers=self.n_codebooks).audio_codes.cpu()  # [B, n_q, frames]
+        frames = self.model.get_encoded_length(lengths).tolist()
+        return [codes[i, :, : frames[i]].T.numpy().astype(np.int64) for i in range(len(audios))]
+
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """audio: float32 [samples] at `sample_rate` -> int64 [frames, n_codebooks]."""
-        wave = torch.from_numpy(audio).to(self.device)[None, None]
-        codes = self.model.encode(wave, num_quantizers=self.n_codebooks).audio_codes  # [1, n_q, frames]
-        return codes[0].T.cpu().numpy().astype(np.int64)
+        return self.encode_batch([audio])[0]

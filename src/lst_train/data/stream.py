@@ -1,24 +1,39 @@
 """The data stream of one reader (a rank's loader worker): records -> documents -> pieces -> packed batches.
 
-Its state is a handful of counters (mixture draws, batches), each source's shard cursor, the packer's unfinished
-document and the skip counts: restoring it yields exactly the batches the uninterrupted stream would have.
-Randomness is derived from (seed, identity) strings, never from a global RNG.
+Its state is a handful of counters (mixture draws, batches), each source's shard cursor, the speech utterances
+prepared but not yet used, the packer's unfinished document and the skip counts: restoring it yields exactly the
+batches the uninterrupted stream would have. Randomness is derived from (seed, identity) strings, never from a
+global RNG.
 """
 
 import json
 import os
 import random
+from collections import deque
+from dataclasses import asdict
 
 from lst_train.config import Config
 from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
-from lst_train.data.packing import RowPacker, collate_rows, render
+from lst_train.data.packing import Piece, RowPacker, collate_rows, render
 from lst_train.data.patchers import Patcher
 from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
 from lst_train.data.skips import SkipCounter, SkipSample
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.token_cache import TokenCache
-from lst_train.data.utterances import Utterance, utterance_from_record
+from lst_train.data.utterances import DecodedRecord, Utterance, decode_record
 from lst_train.vocab import Vocab
+
+
+def _prepared_state(entry: tuple) -> tuple:
+    identity, result = entry
+    payload = {"skip": [result.reason, result.where, result.detail]} if isinstance(result, SkipSample) \
+        else asdict(result)
+    return identity, payload
+
+
+def _prepared_from_state(entry: tuple) -> tuple:
+    identity, payload = entry
+    return identity, SkipSample(*payload["skip"]) if "skip" in payload else Utterance(**payload)
 
 
 class ReaderStream:
@@ -35,6 +50,7 @@ class ReaderStream:
         self.cursors = [ShardCursor(paths, source.kind, reader, n_readers, f"{data.seed}|{i}", self.skips,
                                     None if cache is None else cache.shard_done)
                         for i, (source, paths, cache) in enumerate(zip(data.sources, shards, self.caches))]
+        self.prepared: list[deque] = [deque() for _ in data.sources]
         self.weights = [source.weight for source in data.sources]
         self.tokenizer = TextTokenizer.from_file(data.tokenizer)
         self.patcher = Patcher(cfg.patching, cfg.training.steps) if cfg.model.arch == "lst" else None
@@ -44,9 +60,8 @@ class ReaderStream:
         self.documents = [0] * len(self.cursors)
         self._codec = None
 
-    @property
     def codec(self):
-        """Mimi, built on first use (in the worker process that needs it)."""
+        """Mimi, built on first use (in the worker process that needs it); None with data.codec.kind=units."""
         if self._codec is None and self.cfg.data.codec.kind == "mimi":
             from lst_train.data.speech_codec import MimiCodec
 
@@ -59,61 +74,82 @@ class ReaderStream:
         split = f"-reader{self.reader}of{n_readers}" if n_shards < n_readers else ""
         return TokenCache(self.cfg.data.cache_dir, self.cfg.data.codec, self.vocab.n_codebooks, split)
 
-    def _utterance(self, source_index: int, record: RawRecord) -> Utterance:
-        cache = self.caches[source_index]
-        cached = None if cache is None else cache.lookup(record.shard, record.name)
-        if cached is not None:
-            return cached
-        try:
-            utterance = utterance_from_record(record, self.cfg.data.codec, self.codec, self.vocab)
-        except SkipSample as skip:
-            if cache is not None:
-                cache.store(record.shard, record.name, skip)
-            raise
-        if cache is not None:
-            cache.store(record.shard, record.name, utterance)
-        return utterance
-
     @property
     def step(self) -> int:
         """The optimizer step the batch being built belongs to (workers are read round-robin)."""
         micro_batch = self.batches * self.n_workers + self.worker
         return micro_batch // self.cfg.training.grad_accum_steps
 
-    def _document(self, source_index: int, record: RawRecord, rng: random.Random) -> Document:
-        source = self.cfg.data.sources[source_index]
-        if source.kind == "text":
+    def _prepare_speech(self, index: int) -> None:
+        """Read `codec.batch_size` records of a speech source, encode their audio in one batch, queue the results."""
+        cursor, cache = self.cursors[index], self.caches[index]
+        results: list[tuple[str, Utterance | DecodedRecord | SkipSample]] = []
+        for _ in range(self.cfg.data.codec.batch_size):
+            record = cursor.next_record()
+            identity = f"{os.path.basename(record.shard)}:{record.name}|{cursor.epoch}"
             try:
-                obj = json.loads(decode_utf8(record.files["line"], record.key))
-            except json.JSONDecodeError as err:
-                raise SkipSample("invalid_json", record.key, str(err)) from None
-            text = obj.get("text") if isinstance(obj, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise SkipSample("missing_text", record.key)
-            return text_document(record.key, text, self.tokenizer)
-        utterance = self._utterance(source_index, record)
-        if source.sequence_kind == "speech":
-            return speech_document(utterance, self.vocab)
-        return interleaved_document(utterance, self.tokenizer, self.vocab, self.cfg.data.interleave, rng)
+                cached = None if cache is None else cache.lookup(record.shard, record.name)
+                result = cached or decode_record(record, self.cfg.data.codec, self.codec, self.vocab)
+                cursor.mark_used()  # now, before the cursor can pass an epoch boundary within this batch
+            except SkipSample as skip:
+                result = skip
+            results.append((identity, result, record))
+        pending = [i for i, (_, result, _) in enumerate(results)
+                   if isinstance(result, DecodedRecord) and result.audio is not None]
+        codes = self.codec().encode_batch([results[i][1].audio for i in pending]) if pending else []
+        for i, frames in zip(pending, codes):
+            identity, decoded, record = results[i]
+            results[i] = (identity, decoded.utterance(frames, self.codec().frame_rate), record)
+        for identity, result, record in results:
+            if isinstance(result, DecodedRecord):
+                result = result.utterance()
+            if cache is not None:
+                cache.store(record.shard, record.name, result)
+            self.prepared[index].append((identity, result))
 
-    def next_piece(self):
-        """Draw a source by weight, read records until one makes a document, render it with its patches."""
+    def _text_document(self, index: int) -> tuple[str, Document]:
+        cursor = self.cursors[index]
+        record = cursor.next_record()
+        identity = f"{os.path.basename(record.shard)}:{record.name}|{cursor.epoch}"
+        try:
+            obj = json.loads(decode_utf8(record.files["line"], record.key))
+        except json.JSONDecodeError as err:
+            raise SkipSample("invalid_json", record.key, str(err)) from None
+        text = obj.get("text") if isinstance(obj, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise SkipSample("missing_text", record.key)
+        cursor.mark_used()
+        return identity, text_document(record.key, text, self.tokenizer)
+
+    def _document(self, index: int) -> tuple[str, Document]:
+        """The next document of a source and its identity (seeds its RNG); raises SkipSample for a bad record."""
+        source = self.cfg.data.sources[index]
+        if source.kind == "text":
+            return self._text_document(index)
+        if not self.prepared[index]:
+            self._prepare_speech(index)
+        identity, result = self.prepared[index].popleft()
+        if isinstance(result, SkipSample):
+            raise result
+        if source.sequence_kind == "speech":
+            return identity, speech_document(result, self.vocab)
+        rng = random.Random(f"{self.cfg.data.seed}|doc|{identity}")
+        return identity, interleaved_document(result, self.tokenizer, self.vocab, self.cfg.data.interleave, rng)
+
+    def next_piece(self) -> Piece:
+        """Draw a source by weight, take its next usable document, render it with its patches."""
         while True:
             mix = random.Random(f"{self.cfg.data.seed}|mix|{self.reader}|{self.mix_draws}")
             self.mix_draws += 1
             index = mix.choices(range(len(self.cursors)), weights=self.weights)[0]
-            cursor = self.cursors[index]
-            record = cursor.next_record()
-            identity = f"{os.path.basename(record.shard)}:{record.name}|{cursor.epoch}"
-            rng = random.Random(f"{self.cfg.data.seed}|doc|{identity}")
             try:
-                document = self._document(index, record, rng)
+                identity, document = self._document(index)
             except SkipSample as skip:
                 self.skips.add(skip.reason, skip.where, skip.detail)
                 continue
-            cursor.mark_used()
             self.documents[index] += 1
-            aligned = self.patcher is not None and rng.random() < self.patcher.aligned_probability(self.step)
+            patch_rng = random.Random(f"{self.cfg.data.seed}|patch|{identity}")
+            aligned = self.patcher is not None and patch_rng.random() < self.patcher.aligned_probability(self.step)
             return render(document, self.vocab, self.patcher, aligned)
 
     def next_batch(self) -> dict:
@@ -127,7 +163,8 @@ class ReaderStream:
     def state_dict(self) -> dict:
         return {"reader": self.reader, "mix_draws": self.mix_draws, "batches": self.batches,
                 "documents": list(self.documents), "skipped": self.skips.as_dict(),
-                "cursors": [c.state_dict() for c in self.cursors], "packer": self.packer.state_dict()}
+                "cursors": [c.state_dict() for c in self.cursors], "packer": self.packer.state_dict(),
+                "prepared": [[_prepared_state(entry) for entry in queue] for queue in self.prepared]}
 
     def load_state_dict(self, state: dict) -> None:
         if state["reader"] != self.reader:
@@ -140,3 +177,4 @@ class ReaderStream:
         for cursor, cursor_state in zip(self.cursors, state["cursors"]):
             cursor.load_state_dict(cursor_state)
         self.packer.load_state_dict(state["packer"])
+        self.prepared = [deque(_prepared_from_state(entry) for entry in queue) for queue in state["prepared"]]

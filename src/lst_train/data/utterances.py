@@ -3,6 +3,7 @@
 import json
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -94,23 +95,44 @@ def _units(record: RawRecord, codebook_size: int, n_codebooks: int) -> tuple[dic
     return obj, np.asarray(units, dtype=np.int64)[:, None], float(rate)
 
 
-def utterance_from_record(record: RawRecord, codec_cfg: CodecConfig, codec, vocab: Vocab) -> Utterance:
-    """Decode one speech record (audio through `codec`, or pre-computed units); raises SkipSample."""
+@dataclass
+class DecodedRecord:
+    """A speech record checked and decoded, waiting for its codes (audio) or already holding them (units)."""
+
+    key: str
+    words: list[str]
+    times: list[tuple[float, float]]
+    audio: np.ndarray | None = None
+    """float32 samples at the codec's rate, to be encoded (None for units)."""
+    frames: np.ndarray | None = None
+    frame_rate: float = 0.0
+
+    def utterance(self, frames: np.ndarray | None = None, frame_rate: float | None = None) -> Utterance:
+        """The utterance, from the given codes (audio) or the record's own units."""
+        frames = self.frames if frames is None else frames
+        rate = frame_rate or self.frame_rate
+        n = len(frames)
+        word_frames = [(_frame(s, rate, n), max(_frame(e, rate, n), _frame(s, rate, n))) for s, e in self.times]
+        return Utterance(self.key, frames, rate, self.words, word_frames)
+
+
+def decode_record(record: RawRecord, codec_cfg: CodecConfig, get_codec: Callable, vocab: Vocab) -> DecodedRecord:
+    """Check and decode one speech record (audio at the codec's rate, or units); raises SkipSample.
+
+    `get_codec()` returns the codec (built on first use) or None when data.codec.kind is 'units'.
+    """
     if "units.json" in record.files:
         obj, frames, rate = _units(record, vocab.speech_codebook_size, vocab.n_codebooks)
-        duration = len(frames) / rate
-    else:
-        audio_ext = next((ext for ext in AUDIO_EXTENSIONS if ext in record.files), None)
-        if audio_ext is None or "json" not in record.files:
-            raise SkipSample("missing_json", record.key, f"members {sorted(record.files)}: need audio + KEY.json")
-        if codec is None:
-            raise SkipSample("invalid_units", record.key, "data.codec.kind=units but the sample has no KEY.units.json")
-        obj = _load_json(record.files["json"], record.key)
-        audio = decode_audio(record.files[audio_ext], record.key, codec.sample_rate, codec_cfg.max_seconds,
-                             codec_cfg.silence_threshold)
-        frames, rate = codec.encode(audio), codec.frame_rate
-        duration = len(audio) / codec.sample_rate
-    words, times = parse_words(obj, duration, record.key)
-    n = len(frames)
-    word_frames = [(_frame(s, rate, n), max(_frame(e, rate, n), _frame(s, rate, n))) for s, e in times]
-    return Utterance(record.key, frames, rate, words, word_frames)
+        words, times = parse_words(obj, len(frames) / rate, record.key)
+        return DecodedRecord(record.key, words, times, frames=frames, frame_rate=rate)
+    audio_ext = next((ext for ext in AUDIO_EXTENSIONS if ext in record.files), None)
+    if audio_ext is None or "json" not in record.files:
+        raise SkipSample("missing_json", record.key, f"members {sorted(record.files)}: need audio + KEY.json")
+    codec = get_codec()
+    if codec is None:
+        raise SkipSample("invalid_units", record.key, "data.codec.kind=units but the sample has no KEY.units.json")
+    obj = _load_json(record.files["json"], record.key)
+    audio = decode_audio(record.files[audio_ext], record.key, codec.sample_rate, codec_cfg.max_seconds,
+                         codec_cfg.silence_threshold)
+    words, times = parse_words(obj, len(audio) / codec.sample_rate, record.key)
+    return DecodedRecord(record.key, words, times, audio=audio)
