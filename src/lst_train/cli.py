@@ -27,6 +27,18 @@ def _info(args: argparse.Namespace) -> None:
     print(f"training FLOPs per row (fwd+bwd): {flops.training:.4e}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from lst_train.trainer.train import train
+
+    train(load_config(args.config, args.overrides))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from lst_train.trainer.export import export_run
+
+    print(f"exported to {export_run(args.run_dir, args.out, args.step)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lst-train", description="Latent Speech-Text Transformer pretraining")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--tokens-per-patch", type=float, default=2.0,
                       help="LST only: mean tokens per patch, to turn units into tokens (default 2.0)")
     info.set_defaults(run=_info)
+    train = commands.add_parser("train", help="train (one process, or every rank under torchrun)")
+    train.add_argument("config", help="YAML recipe, e.g. recipes/debug_cpu.yaml")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.steps=100 run_dir=runs/x")
+    train.set_defaults(run=_train)
+    export = commands.add_parser("export", help="consolidate a run's latest checkpoint into model.safetensors")
+    export.add_argument("run_dir")
+    export.add_argument("--out", required=True, help="output directory")
+    export.add_argument("--step", type=int, help="checkpoint step (default: the latest complete one)")
+    export.set_defaults(run=_export)
     add_tokenizer_parser(commands)
     data = commands.add_parser("data", help="build, inspect and benchmark training data").add_subparsers(
         dest="data_command", required=True)

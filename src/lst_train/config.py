@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lst_train.data.config import DataConfig, validate_data
+from lst_train.trainer.config import CheckpointConfig, TrainingConfig, validate_training
 
 ARCHS = ("lst", "baseline")
 POOLINGS = ("max", "mean")
@@ -95,16 +96,6 @@ class PatchingConfig:
 
 
 @dataclass
-class TrainingConfig:
-    steps: int = 1000
-    """Optimizer steps of the run (curriculum patching is scheduled over them)."""
-    grad_accum_steps: int = 1
-    """Micro-batches per optimizer step on each rank."""
-    seed: int = 0
-    """Seed of the weight init and of everything random in training."""
-
-
-@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     """Model architecture."""
@@ -113,7 +104,11 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     """Data sources, tokenizers and packing."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    """Optimization schedule."""
+    """Optimization, precision, parallelism and logging."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Distributed checkpoints in RUN_DIR/checkpoints."""
+    run_dir: str = "runs/debug"
+    """Where the run keeps checkpoints, metrics.jsonl, TensorBoard logs and the resolved config."""
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -153,9 +148,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.patching.strategy in PATCHERS, "patching.strategy",
            f"must be one of {PATCHERS}, got {cfg.patching.strategy!r}")
     _validate_patching(cfg.patching)
-    _check(cfg.training.steps >= 1, "training.steps", f"must be >= 1, got {cfg.training.steps}")
-    _check(cfg.training.grad_accum_steps >= 1, "training.grad_accum_steps",
-           f"must be >= 1, got {cfg.training.grad_accum_steps}")
+    validate_training(cfg.training, cfg.checkpoint, _check)
+    _check(bool(cfg.run_dir), "run_dir", "must be a directory path, e.g. runs/my_run")
     validate_data(cfg.data, _check)
     if m.arch != "lst":
         return
@@ -218,3 +212,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     validate(cfg)
     return cfg
 
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (run snapshot, checkpoints, exports)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from lst_train.config import ModelConfig
 from lst_train.model.global_transformer import GlobalTransformer
-from lst_train.model.layers import init_weights
+from lst_train.model.init import stack_init_plan
 from lst_train.model.layout import TokenLayout
 from lst_train.vocab import Vocab
 
@@ -20,11 +20,12 @@ class InterleavedBaseline(nn.Module):
         self.norm = nn.RMSNorm(dim, eps=cfg.norm_eps)
         self.output = nn.Linear(dim, self.vocab.size, bias=False)
 
-    def init_weights(self) -> None:
-        """Deterministic init from the current torch RNG state (call after materializing meta tensors)."""
-        init_weights(self, self.cfg.init_std, self.cfg.global_transformer.n_layers)
-        std = self.cfg.global_transformer.dim ** -0.5
-        nn.init.trunc_normal_(self.output.weight, std=std, a=-3 * std, b=3 * std)
+    def init_plan(self) -> dict[str, tuple[str, float]]:
+        """How each parameter is initialised (see lst_train.model.init)."""
+        plan = stack_init_plan(self, "", self.cfg.init_std, self.cfg.global_transformer.n_layers)
+        plan = {name.lstrip("."): value for name, value in plan.items()}
+        plan["output.weight"] = ("trunc_normal", self.cfg.global_transformer.dim ** -0.5)
+        return plan
 
     def forward(self, tokens: Tensor, patch_lengths: Tensor | None = None) -> Tensor:
         """tokens [B, T] -> logits [B, T, V]; patch_lengths is accepted for a uniform call and ignored."""

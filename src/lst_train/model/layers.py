@@ -76,17 +76,3 @@ class TransformerBlock(nn.Module):
         x = x + self.attention(self.attention_norm(x), rope, mask)
         return x + self.feed_forward(self.ffn_norm(x))
 
-
-OUTPUT_PROJECTIONS = ("wo", "w2")
-
-
-def init_weights(module: nn.Module, std: float, n_layers: int) -> None:
-    """Truncated-normal init of every Linear under `module`; residual output projections scaled by depth."""
-    for name, child in module.named_modules():
-        if isinstance(child, nn.Linear):
-            scale = std / math.sqrt(2 * n_layers) if name.rsplit(".", 1)[-1] in OUTPUT_PROJECTIONS else std
-            nn.init.trunc_normal_(child.weight, std=scale, a=-3 * scale, b=3 * scale)
-        elif isinstance(child, nn.RMSNorm):
-            nn.init.ones_(child.weight)
-        elif isinstance(child, nn.Embedding):
-            nn.init.normal_(child.weight, std=1.0)

@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from lst_train.config import ModelConfig
 from lst_train.model.global_transformer import GlobalTransformer
-from lst_train.model.layers import init_weights
+from lst_train.model.init import stack_init_plan
 from lst_train.model.layout import PatchLayout
 from lst_train.model.patch_decoder import PatchDecoder
 from lst_train.model.patch_encoder import PatchEncoder
@@ -20,13 +20,15 @@ class LatentSpeechTextTransformer(nn.Module):
         self.global_transformer = GlobalTransformer(cfg)
         self.decoder = PatchDecoder(cfg, self.vocab.size)
 
-    def init_weights(self) -> None:
-        """Deterministic init from the current torch RNG state (call after materializing meta tensors)."""
-        init_weights(self.encoder, self.cfg.init_std, self.cfg.encoder.n_layers)
-        init_weights(self.global_transformer, self.cfg.init_std, self.cfg.global_transformer.n_layers)
-        init_weights(self.decoder, self.cfg.init_std, self.cfg.decoder.n_layers)
-        std = self.cfg.decoder.dim ** -0.5
-        nn.init.trunc_normal_(self.decoder.output.weight, std=std, a=-3 * std, b=3 * std)
+    def init_plan(self) -> dict[str, tuple[str, float]]:
+        """How each parameter is initialised (see lst_train.model.init)."""
+        cfg = self.cfg
+        plan = {**stack_init_plan(self.encoder, "encoder", cfg.init_std, cfg.encoder.n_layers),
+                **stack_init_plan(self.global_transformer, "global_transformer", cfg.init_std,
+                                  cfg.global_transformer.n_layers),
+                **stack_init_plan(self.decoder, "decoder", cfg.init_std, cfg.decoder.n_layers)}
+        plan["decoder.output.weight"] = ("trunc_normal", cfg.decoder.dim ** -0.5)
+        return plan
 
     def forward(self, tokens: Tensor, patch_lengths: Tensor) -> Tensor:
         """tokens [B, T] int64, patch_lengths [B, P] int64 (rows sum to T, right-padded with 0) -> logits [B, T, V]."""

@@ -1,0 +1,1 @@
+"""The trainer: FSDP2 parallelization, optimization, checkpoints, metrics, the training loop."""

@@ -1,0 +1,128 @@
+"""Distributed checkpoints through torchtitan's DCP CheckpointManager, plus what it does not keep.
+
+Beside the model, optimizer and LR schedule it saves: every rank's loader state and RNG states (under rank-specific
+keys, which DCP would otherwise deduplicate), the step, the tokens seen and the resolved config. A checkpoint is
+complete once DCP has written its `.metadata` (the last file of a save), so a crash mid-save leaves the previous
+one as the latest; a complete but unreadable one (e.g. a truncated file) is reported and the one before is used.
+"""
+
+import logging
+import os
+import pickle
+import random
+import re
+from typing import Any, Callable
+
+import torch
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.stateful import Stateful
+from torchtitan.components.checkpoint import CheckpointManager
+
+from lst_train.trainer.config import CheckpointConfig
+
+LOG = logging.getLogger("lst_train.checkpoint")
+FOLDER = "checkpoints"
+
+
+class RankLocalState(Stateful):
+    """Pickled per-rank state under the key `rank{r}` (a resumed run needs the same world size)."""
+
+    def __init__(self, rank: int, get: Callable[[], Any], put: Callable[[Any], None]):
+        self.key = f"rank{rank}"
+        self.get, self.put = get, put
+
+    def state_dict(self) -> dict:
+        return {self.key: pickle.dumps(self.get())}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.key not in state:
+            raise ValueError(f"the checkpoint has no state for {self.key}: resume with the same number of ranks")
+        self.put(pickle.loads(state[self.key]))
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+class TrainState(Stateful):
+    """Step, tokens seen and the resolved config (identical on every rank)."""
+
+    def __init__(self, config_yaml: str):
+        self.step = 0
+        self.tokens_seen = 0
+        self.config_yaml = config_yaml
+
+    def state_dict(self) -> dict:
+        return {"step": torch.tensor(self.step), "tokens_seen": torch.tensor(self.tokens_seen),
+                "config": self.config_yaml}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+
+
+def checkpoint_folder(run_dir: str) -> str:
+    return os.path.join(run_dir, FOLDER)
+
+
+def complete_steps(run_dir: str) -> list[int]:
+    """Steps with a complete checkpoint, newest first."""
+    folder = checkpoint_folder(run_dir)
+    if not os.path.isdir(folder):
+        return []
+    steps = [int(m.group(1)) for name in os.listdir(folder) if (m := re.fullmatch(r"step-(\d+)", name))
+             and os.path.isfile(os.path.join(folder, name, ".metadata"))]
+    return sorted(steps, reverse=True)
+
+
+class Checkpointer:
+    def __init__(self, cfg: CheckpointConfig, run_dir: str, rank: int, model, optimizers, lr_schedulers,
+                 loader, train_state: TrainState):
+        self.cfg, self.run_dir = cfg, run_dir
+        manager_cfg = CheckpointManager.Config(
+            enable=True, folder=FOLDER, interval=cfg.interval, keep_latest_k=cfg.keep_last,
+            async_mode="async" if cfg.async_save else "disabled", last_save_model_only=False,
+            initial_load_path=cfg.initial_model or None, initial_load_model_only=bool(cfg.initial_model))
+        self.manager = CheckpointManager(
+            manager_cfg, dataloader=RankLocalState(rank, loader.state_dict, loader.load_state_dict),
+            model_parts=[model], optimizers=optimizers, lr_schedulers=lr_schedulers,
+            states={"train_state": train_state, "rng": RankLocalState(rank, rng_state, set_rng_state)},
+            sd_adapter=None, base_folder=run_dir)
+
+    def resume(self) -> int | None:
+        """Load per checkpoint.resume; the step loaded, or None for a fresh start (after any initial model)."""
+        mode = self.cfg.resume
+        if mode == "none":
+            return None
+        if mode.isdigit():
+            self.manager.load(int(mode))
+            return int(mode)
+        for step in complete_steps(self.run_dir):
+            try:
+                self.manager.load(step)
+                return step
+            # DCP gathers every rank's read error into one CheckpointException (a BaseException) raised on all
+            # ranks, so all fall back together.
+            except (Exception, CheckpointException) as err:
+                LOG.warning("checkpoint step-%d in %s is unreadable (%s); trying the previous one", step,
+                            checkpoint_folder(self.run_dir), str(err).splitlines()[0][:300])
+        if self.cfg.initial_model:
+            self.manager.load()  # no checkpoint in RUN_DIR: model weights from checkpoint.initial_model
+        return None
+
+    def save(self, step: int, force: bool = False) -> bool:
+        """Save at the configured interval, or now when `force` (last step, preemption)."""
+        return self.manager.save(step, last_step=force)
+
+    def close(self) -> None:
+        self.manager.maybe_wait_for_saving()
+        self.manager.close()

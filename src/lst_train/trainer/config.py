@@ -1,0 +1,95 @@
+"""Typed config of training, checkpointing and parallelism (the `training` and `checkpoint` sections)."""
+
+from dataclasses import dataclass
+
+SCHEDULES = ("cosine", "wsd")
+ACTIVATION_CHECKPOINTS = ("none", "selective", "full")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 1000
+    """Optimizer steps of the run (the LR schedule and curriculum patching are laid over them)."""
+    stop_at: int = 0
+    """Stop (with a checkpoint) after this step without changing the schedule, e.g. to fit a job's time limit;
+    0 = run to `steps`."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step on each rank."""
+    seed: int = 0
+    """Seed of the weight init and of everything random in training."""
+    lr: float = 4e-4
+    """Peak learning rate."""
+    local_lr_multiplier: float = 1.0
+    """LR of the patch encoder and decoder relative to `lr` (LST only)."""
+    warmup_steps: int = 100
+    """Linear warmup steps."""
+    schedule: str = "cosine"
+    """'cosine' (decay to min_lr_ratio after warmup) or 'wsd' (warmup, stable, decay over the last decay_ratio)."""
+    decay_ratio: float = 0.2
+    """WSD: fraction of the steps spent decaying."""
+    min_lr_ratio: float = 0.01
+    """Final LR as a fraction of `lr`."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (not applied to norms and embeddings)."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = no clipping)."""
+    device: str = "auto"
+    """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'; the process group is nccl on cuda, gloo on cpu."""
+    mixed_precision: str = "auto"
+    """FSDP2 parameter dtype: 'auto' (bf16 on cuda, fp32 on cpu), 'fp32' or 'bf16'; gradients reduce in fp32."""
+    activation_checkpoint: str = "none"
+    """'none', 'selective' (every other block) or 'full' (every block)."""
+    compile: bool = False
+    """torch.compile each transformer block."""
+    log_interval: int = 1
+    """Steps between metric lines (console, RUN_DIR/metrics.jsonl, TensorBoard)."""
+    peak_tflops: float = 0.0
+    """Peak dense TFLOP/s of one device for MFU; 0 = known value of the detected GPU (MFU 0 on CPU)."""
+
+
+@dataclass
+class CheckpointConfig:
+    interval: int = 500
+    """Steps between checkpoints (and always at the last step)."""
+    keep_last: int = 3
+    """Checkpoints kept (older ones are deleted; 0 keeps all)."""
+    async_save: bool = False
+    """Save in a background thread (DCP async), overlapping the next steps."""
+    resume: str = "auto"
+    """'auto' (latest complete checkpoint in RUN_DIR, if any), 'none' (start fresh), or a step number."""
+    initial_model: str = ""
+    """Absolute path of a checkpoint step folder to take model weights from when RUN_DIR has none (fine-tuning)."""
+
+
+def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig, check) -> None:
+    """Start-up checks; `check(ok, key, message)` raises the one-line ConfigError."""
+    t = training
+    check(t.steps >= 1, "training.steps", f"must be >= 1, got {t.steps}")
+    check(0 <= t.stop_at <= t.steps, "training.stop_at", f"must be in [0, training.steps={t.steps}], got {t.stop_at}")
+    check(t.grad_accum_steps >= 1, "training.grad_accum_steps", f"must be >= 1, got {t.grad_accum_steps}")
+    check(t.lr > 0, "training.lr", f"must be > 0, got {t.lr}")
+    check(0 <= t.warmup_steps <= t.steps, "training.warmup_steps", f"must be in [0, training.steps={t.steps}], "
+          f"got {t.warmup_steps}")
+    check(t.schedule in SCHEDULES, "training.schedule", f"must be one of {SCHEDULES}, got {t.schedule!r}")
+    check(0 < t.decay_ratio <= 1, "training.decay_ratio", f"must be in (0, 1], got {t.decay_ratio}")
+    check(0 <= t.min_lr_ratio <= 1, "training.min_lr_ratio", f"must be in [0, 1], got {t.min_lr_ratio}")
+    check(t.device in DEVICES, "training.device", f"must be one of {DEVICES}, got {t.device!r}")
+    check(t.mixed_precision in PRECISIONS, "training.mixed_precision",
+          f"must be one of {PRECISIONS}, got {t.mixed_precision!r}")
+    check(t.activation_checkpoint in ACTIVATION_CHECKPOINTS, "training.activation_checkpoint",
+          f"must be one of {ACTIVATION_CHECKPOINTS}, got {t.activation_checkpoint!r}")
+    check(t.log_interval >= 1, "training.log_interval", f"must be >= 1, got {t.log_interval}")
+    c = checkpoint
+    check(c.interval >= 1, "checkpoint.interval", f"must be >= 1, got {c.interval}")
+    check(c.keep_last == 0 or c.keep_last >= 2, "checkpoint.keep_last",
+          f"must be 0 (keep all) or >= 2 (the newest may be mid-save), got {c.keep_last}")
+    check(c.resume in ("auto", "none") or c.resume.isdigit(), "checkpoint.resume",
+          f"must be 'auto', 'none' or a step number, got {c.resume!r}")
+    check(not c.initial_model or c.initial_model.startswith("/"), "checkpoint.initial_model",
+          f"must be an absolute path to a checkpoint step folder, got {c.initial_model!r}")

@@ -1,0 +1,29 @@
+"""SIGTERM / SIGUSR1 ask the run to stop: the current step finishes, every rank agrees, a checkpoint is saved, and
+the processes exit 0, so the same command (or a SLURM requeue) continues the run."""
+
+import os
+import signal
+import socket
+
+
+class PreemptionFlag:
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self, pid_dir: str, rank: int):
+        self.requested = False
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+        # launch/slurm.sbatch forwards SLURM's warning signal to the training processes listed here.
+        os.makedirs(pid_dir, exist_ok=True)
+        self.pid_file = os.path.join(pid_dir, f"{socket.gethostname()}-rank{rank}.pid")
+        with open(self.pid_file, "w") as f:
+            f.write(str(os.getpid()))
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested = True
+
+    def close(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        if os.path.exists(self.pid_file):
+            os.remove(self.pid_file)

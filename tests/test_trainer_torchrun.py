@@ -1,0 +1,184 @@
+"""The trainer under real torchrun launches with gloo: exact resume, crash and preemption recovery, world-size
+invariance, multi-node rendezvous, export, and a corrupt newest checkpoint."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import RECIPES
+from data_fixtures import units_corpus
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return units_corpus(tmp_path_factory.mktemp("corpus"), n_speech_shards=4, samples_per_shard=10)
+
+
+def _args(corpus, run_dir, *extra):
+    return [str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
+            f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}",
+            "data.codec.kind=units", "data.seq_units=32", "data.batch_size=2", "training.steps=8",
+            "training.warmup_steps=2", "training.log_interval=1", "checkpoint.interval=2", f"run_dir={run_dir}",
+            *extra]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(nproc, args, **popen):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "lst_train", "train", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **popen)
+
+
+def _run(nproc, args):
+    proc = _torchrun(nproc, args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _losses(run_dir):
+    """step -> loss, the last record of each step winning (a resumed run appends)."""
+    losses = {}
+    for line in Path(run_dir, "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        losses[record["step"]] = record["loss"]
+    return losses
+
+
+@pytest.fixture(scope="module")
+def straight(corpus, tmp_path_factory):
+    """The uninterrupted 2-rank reference run."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    _run(2, _args(corpus, run_dir))
+    return run_dir, _losses(run_dir)
+
+
+def test_straight_run_writes_metrics_checkpoints_and_tensorboard(straight):
+    run_dir, losses = straight
+    assert sorted(losses) == list(range(1, 9))
+    record = json.loads(Path(run_dir, "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("step", "loss", "loss_text", "loss_speech", "lr", "grad_norm", "tokens_per_s", "patches_per_s",
+                "speech_seconds_per_s", "mfu", "mem_gb", "data_wait_frac", "skipped"):
+        assert key in record
+    assert losses[8] < losses[1]
+    assert list(Path(run_dir, "tb").glob("events.out.tfevents.*"))
+    assert (Path(run_dir) / "checkpoints" / "step-8" / ".metadata").is_file()
+    assert (Path(run_dir) / "config.yaml").is_file()
+
+
+def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
+    _run(2, _args(corpus, tmp_path, "training.stop_at=4"))
+    assert sorted(_losses(tmp_path)) == [1, 2, 3, 4]
+    _run(2, _args(corpus, tmp_path))
+    assert _losses(tmp_path) == straight[1]
+
+
+def test_one_rank_with_two_workers_equals_two_ranks(corpus, straight, tmp_path):
+    # The same 2 readers (rank x worker) feed one global batch either way.
+    _run(1, _args(corpus, tmp_path, "data.num_workers=2", "training.grad_accum_steps=2"))
+    one, two = _losses(tmp_path), straight[1]
+    assert sorted(one) == sorted(two)
+    assert all(abs(one[s] - two[s]) <= 1e-5 for s in two), (one, two)
+
+
+def _wait_for_step(run_dir, step, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = Path(run_dir, "metrics.jsonl")
+        if path.exists() and any(json.loads(l)["step"] >= step for l in path.read_text().splitlines() if l):
+            return
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    raise TimeoutError(f"step {step} not reached")
+
+
+def test_kill_9_then_same_command_continues_exactly(corpus, tmp_path):
+    args = _args(corpus, tmp_path, "training.steps=40", "data.seq_units=96", "checkpoint.interval=3")
+    reference = tmp_path / "reference"
+    _run(2, _args(corpus, reference, "training.steps=40", "data.seq_units=96", "checkpoint.interval=3"))
+    proc = _torchrun(2, args)
+    _wait_for_step(tmp_path, 7, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(_losses(tmp_path))
+    assert killed_at < 40
+    _run(2, args)
+    assert _losses(tmp_path) == _losses(reference)
+
+
+def test_sigterm_saves_and_the_relaunch_continues(corpus, straight, tmp_path):
+    args = _args(corpus, tmp_path, "checkpoint.interval=100")
+    proc = _torchrun(2, args)
+    _wait_for_step(tmp_path, 2, proc)
+    for pid_file in Path(tmp_path, ".pids").glob("*.pid"):
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    stopped = max(_losses(tmp_path))
+    if stopped < 8:
+        assert (tmp_path / "checkpoints" / f"step-{stopped}" / ".metadata").is_file()
+        assert "preemption signal" in out
+    _run(2, args)
+    assert _losses(tmp_path) == straight[1]
+
+
+def test_two_nodes_rendezvous_on_localhost(corpus, tmp_path):
+    port = _free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+         f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=lst-test", "-m", "lst_train", "train",
+         *_args(corpus, tmp_path, "training.steps=2", "training.warmup_steps=1")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
+    assert sorted(_losses(tmp_path)) == [1, 2]
+    assert "on 2 rank(s)" in "".join(outs)
+
+
+def test_export_reproduces_the_checkpoint_logits(straight, tmp_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    from lst_train.config import load_config
+    from lst_train.model import build_model
+    from lst_train.trainer.export import export_run, load_exported
+
+    run_dir, _ = straight
+    exported, cfg = load_exported(export_run(str(run_dir), str(tmp_path / "export")))
+    dcp_to_torch_save(run_dir / "checkpoints" / "step-8", tmp_path / "full.pt")
+    full = torch.load(tmp_path / "full.pt", weights_only=False)
+    reference = build_model(load_config(run_dir / "config.yaml").model, seed=1)
+    reference.load_state_dict({k: full[k] for k in reference.state_dict()})
+    vocab = reference.vocab
+    tokens = torch.tensor([[vocab.bos, vocab.text_marker, 5, 6, vocab.speech_marker] +
+                           [vocab.speech_id(c) for c in (1, 2, 3, 4, 5)] + [vocab.eos]])
+    patch_lengths = torch.tensor([[1, 1, 1, 1, 1, 4, 1, 1]])
+    with torch.no_grad():
+        assert torch.equal(exported(tokens, patch_lengths), reference.eval()(tokens, patch_lengths))
+    assert cfg.model == load_config(run_dir / "config.yaml").model
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(corpus, straight, tmp_path):
+    _run(2, _args(corpus, tmp_path, "training.stop_at=6"))
+    newest = tmp_path / "checkpoints" / "step-6"
+    for data_file in newest.glob("*.distcp"):
+        data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 3])
+    out = _run(2, _args(corpus, tmp_path))
+    assert "step-6" in out and "unreadable" in out
+    assert "resumed at step 4" in out
+    assert _losses(tmp_path) == straight[1]
