@@ -182,3 +182,48 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(corpus, straight, 
     assert "step-6" in out and "unreadable" in out
     assert "resumed at step 4" in out
     assert _losses(tmp_path) == straight[1]
+
+
+def test_launch_scripts(corpus, tmp_path):
+    launch = Path(__file__).resolve().parents[1] / "launch"
+    for script in ("run_local.sh", "run_multinode.sh", "slurm.sbatch"):
+        assert subprocess.run(["bash", "-n", str(launch / script)]).returncode == 0, script
+    env = {**os.environ, "NGPU": "2", "PYTHON": sys.executable}
+    result = subprocess.run([str(launch / "run_local.sh"), *_args(corpus, tmp_path, "training.steps=2",
+                                                                 "training.warmup_steps=1")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert sorted(_losses(tmp_path)) == [1, 2]
+
+
+def _single(args):
+    result = subprocess.run([sys.executable, "-m", "lst_train", "train", *args], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("variant", ["training.activation_checkpoint=full", "training.activation_checkpoint=selective"])
+def test_activation_checkpointing_keeps_the_losses(corpus, tmp_path, variant):
+    plain, checkpointed = tmp_path / "plain", tmp_path / "ac"
+    _single(_args(corpus, plain, "training.steps=3"))
+    _single(_args(corpus, checkpointed, "training.steps=3", variant))
+    a, b = _losses(plain), _losses(checkpointed)
+    assert all(abs(a[s] - b[s]) <= 1e-6 for s in a)
+
+
+def test_explicit_step_resume_and_model_only_initial_load(corpus, straight, tmp_path):
+    source, _ = straight
+    _run(2, _args(corpus, tmp_path / "again", "training.stop_at=2"))
+    _run(2, _args(corpus, tmp_path / "again", "checkpoint.resume=2"))
+    assert _losses(tmp_path / "again") == straight[1]
+
+    from lst_train.trainer.export import export_run, load_exported
+
+    tuned = tmp_path / "tuned"
+    _single(_args(corpus, tuned, "training.steps=1", "training.warmup_steps=0", "training.lr=1e-30",
+                  f"checkpoint.initial_model={source / 'checkpoints' / 'step-8'}"))
+    start, _ = load_exported(export_run(str(source), str(tmp_path / "source_export")))
+    after, _ = load_exported(export_run(str(tuned), str(tmp_path / "tuned_export")))
+    for (name, a), b in zip(start.state_dict().items(), after.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
