@@ -20,7 +20,8 @@ def corpus(tmp_path_factory):
 def _config(corpus, workers, *extra):
     return load_config(RECIPES / "debug_cpu.yaml", [
         f"data.tokenizer={corpus['tokenizer']}", "data.seq_units=48", "data.batch_size=2",
-        f"data.num_workers={workers}", "data.codec.kind=units", "patching.strategy=curriculum", "training.steps=6", "training.warmup_steps=1",
+        f"data.num_workers={workers}", "data.codec.kind=units", "patching.strategy=curriculum", "training.steps=6",
+        "training.warmup_steps=1",
         *extra,
     ]), corpus
 

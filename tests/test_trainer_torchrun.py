@@ -80,6 +80,7 @@ def test_straight_run_writes_metrics_checkpoints_and_tensorboard(straight):
     assert list(Path(run_dir, "tb").glob("events.out.tfevents.*"))
     assert (Path(run_dir) / "checkpoints" / "step-8" / ".metadata").is_file()
     assert (Path(run_dir) / "config.yaml").is_file()
+    assert "step 8 | loss" in (Path(run_dir) / "train.log").read_text()
 
 
 def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
@@ -227,3 +228,18 @@ def test_explicit_step_resume_and_model_only_initial_load(corpus, straight, tmp_
     after, _ = load_exported(export_run(str(tuned), str(tmp_path / "tuned_export")))
     for (name, a), b in zip(start.state_dict().items(), after.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_compiled_blocks_keep_the_losses(corpus, tmp_path):
+    plain, compiled = tmp_path / "plain", tmp_path / "compiled"
+    _single(_args(corpus, plain, "training.steps=2"))
+    _single(_args(corpus, compiled, "training.steps=2", "training.compile=true"))
+    a, b = _losses(plain), _losses(compiled)
+    assert all(abs(a[s] - b[s]) <= 1e-4 for s in a)
+
+
+def test_async_checkpoints_resume_exactly(corpus, straight, tmp_path):
+    _run(2, _args(corpus, tmp_path, "training.stop_at=5", "checkpoint.async_save=true"))
+    assert sorted(int(p.parent.name[5:]) for p in tmp_path.glob("checkpoints/step-*/.metadata")) == [2, 4, 5]
+    _run(2, _args(corpus, tmp_path, "checkpoint.async_save=true"))
+    assert _losses(tmp_path) == straight[1]

@@ -26,8 +26,13 @@ LOG = logging.getLogger("lst_train.train")
 BATCH_TENSORS = ("tokens", "patch_lengths", "labels")
 
 
-def _setup_logging(world: World) -> None:
-    logging.basicConfig(level=logging.INFO if world.is_main else logging.WARNING, stream=sys.stdout,
+def _setup_logging(world: World, run_dir: str) -> None:
+    """Console on every rank (warnings only off rank 0); rank 0 also appends to RUN_DIR/train.log."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if world.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(run_dir, "train.log")))
+    logging.basicConfig(level=logging.INFO if world.is_main else logging.WARNING, handlers=handlers, force=True,
                         format=f"[rank{world.rank}] %(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
@@ -45,8 +50,7 @@ class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.world = init_world(cfg.training.device)
-        _setup_logging(self.world)
-        os.makedirs(cfg.run_dir, exist_ok=True)
+        _setup_logging(self.world, cfg.run_dir)
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
                 f.write(to_yaml(cfg))
