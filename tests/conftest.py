@@ -1,8 +1,13 @@
+import os
 import random
 from pathlib import Path
 
 import pytest
 import torch
+
+# Without CUDA, Triton kernels run in its interpreter; triton reads this when it is first imported (by anything).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from lst_train.config import Config, load_config
 from lst_train.vocab import Vocab

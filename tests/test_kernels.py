@@ -1,0 +1,243 @@
+"""lst_kernels ops on the Triton path against the pure-torch reference: outputs and gradients, the debug model,
+torch.compile, backend selection. Without CUDA the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set
+by conftest.py before anything imports triton); with CUDA they run on the device."""
+
+import random
+from collections import Counter
+
+import pytest
+import torch
+
+import lst_kernels
+from lst_kernels import ops, reference
+
+from conftest import debug_config, random_document, random_partition
+from lst_train.config import ConfigError
+from lst_train.loss import labels_from_tokens, next_token_loss_sums
+from lst_train.model import build_model
+from lst_train.patching import pad_patch_lengths
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+LAUNCHERS = ("segment_pool_fwd", "segment_pool_bwd", "segment_cross_attention_fwd", "segment_cross_attention_bwd",
+             "range_cross_attention_fwd", "range_cross_attention_bwd")
+# Both paths compute in fp32 and round once to the output dtype: they differ by about one ulp of the output.
+TOLERANCES = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.float16: dict(atol=4e-3, rtol=4e-3),
+              torch.bfloat16: dict(atol=3e-2, rtol=2e-2)}
+DTYPES = list(TOLERANCES)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Force the Triton backend and count the launcher calls (proof that the Triton path ran)."""
+    previous = lst_kernels.get_backend()
+    lst_kernels.set_backend("triton")
+    kernels = ops._triton()
+    counts: Counter = Counter()
+
+    def spy(name):
+        launcher = getattr(kernels, name)
+        return lambda *args: (counts.update([name]), launcher(*args))[1]
+
+    for name in LAUNCHERS:
+        monkeypatch.setattr(kernels, name, spy(name))
+    yield counts
+    lst_kernels.set_backend(previous)
+
+
+def ragged_lengths(seed: int, rows: int = 3) -> torch.Tensor:
+    """Rows of different patch counts, padded with empty segments: 1-token patches, short patches, one 64-token
+    patch."""
+    rng = random.Random(seed)
+    per_row = [[1] + [rng.choice([1, 1, rng.randint(2, 9)]) for _ in range(rng.randint(4, 12))] for _ in range(rows)]
+    per_row[0].insert(2, 64)
+    width = max(map(len, per_row)) + 1
+    return torch.tensor([n for row in per_row for n in row + [0] * (width - len(row))], device=DEVICE)
+
+
+def ranges(n_tokens: int, n_segments: int, window: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random first/last segment indices, some ranges empty (first > last)."""
+    gen = torch.Generator().manual_seed(seed)
+    last = torch.randint(0, n_segments, (n_tokens,), generator=gen)
+    first = torch.maximum(last - window + 1, torch.randint(0, n_segments, (n_tokens,), generator=gen))
+    first[:3] = last[:3] + 1
+    return first.to(DEVICE), last.to(DEVICE)
+
+
+def assert_same_forward_and_grads(op, ref, inputs, dtype):
+    """op(*inputs) and ref(*inputs) agree, and so do their gradients for one random output gradient."""
+    ours = [t.detach().clone().requires_grad_() for t in inputs]
+    theirs = [t.detach().clone().requires_grad_() for t in inputs]
+    out, expected = op(*ours), ref(*theirs)
+    assert out.dtype == dtype and out.shape == expected.shape
+    torch.testing.assert_close(out.float(), expected.float(), **TOLERANCES[dtype])
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    for a, b in zip(ours, theirs):
+        assert a.grad.dtype == dtype
+        torch.testing.assert_close(a.grad.float(), b.grad.float(), **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode,dim", [("max", 40), ("mean", 40), ("max", 160)])
+def test_segment_pool(launches, mode, dim, dtype):
+    lengths = ragged_lengths(0)
+    n_tokens = int(lengths.sum())
+    # Distinct small integers per column: exact in every dtype, so no ties (torch's segment_reduce max backward
+    # does not split the gradient of ties when it is negative; the kernel always splits it evenly).
+    x = torch.stack([torch.randperm(n_tokens) for _ in range(dim)], 1).to(DEVICE, dtype) / 16
+    assert_same_forward_and_grads(lambda x: lst_kernels.segment_pool(x, lengths, mode),
+                                  lambda x: reference.segment_pool(x, lengths, mode), [x], dtype)
+    assert launches["segment_pool_fwd"] == 1 and launches["segment_pool_bwd"] == 1
+
+
+def test_segment_pool_max_splits_ties_evenly(launches):
+    lengths = torch.tensor([1, 4, 0, 2], device=DEVICE)
+    x = torch.tensor([[1.0], [3.0], [3.0], [3.0], [3.0], [-2.0], [5.0]], device=DEVICE, requires_grad=True)
+    lst_kernels.segment_pool(x, lengths, "max").backward(torch.tensor([[1.0], [-2.0], [7.0], [4.0]], device=DEVICE))
+    assert x.grad.flatten().tolist() == [1.0, -0.5, -0.5, -0.5, -0.5, 0.0, 4.0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n_slots,head_dim", [(1, 16), (3, 12)])
+def test_segment_cross_attention(launches, n_slots, head_dim, dtype):
+    lengths = ragged_lengths(1)
+    n_tokens, heads = int(lengths.sum()), 2
+    q = torch.randn(len(lengths), n_slots, heads, head_dim, device=DEVICE, dtype=dtype)
+    key, value = (torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype) for _ in range(2))
+    assert_same_forward_and_grads(lambda *a: lst_kernels.segment_cross_attention(*a, lengths),
+                                  lambda *a: reference.segment_cross_attention(*a, lengths), [q, key, value], dtype)
+    assert launches["segment_cross_attention_fwd"] == 1 and launches["segment_cross_attention_bwd"] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n_slots,window", [(2, 1), (3, 3)])
+def test_range_cross_attention(launches, n_slots, window, dtype):
+    lengths = ragged_lengths(2)
+    n_tokens, n_segments, heads, head_dim = int(lengths.sum()), len(lengths), 2, 16
+    first, last = ranges(n_tokens, n_segments, window, seed=window)
+    q = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype)
+    key, value = (torch.randn(n_segments, n_slots, heads, head_dim, device=DEVICE, dtype=dtype) for _ in range(2))
+    assert_same_forward_and_grads(lambda *a: lst_kernels.range_cross_attention(*a, first, last, window),
+                                  lambda *a: reference.range_cross_attention(*a, first, last, window),
+                                  [q, key, value], dtype)
+    assert launches["range_cross_attention_fwd"] == 1 and launches["range_cross_attention_bwd"] == 1
+
+
+def _packed_batch(vocab, rows: int = 2, length: int = 40):
+    """Rows packed with several short documents, speech cut into random patches of 1..6 frames."""
+    rng = random.Random(0)
+    token_rows = []
+    for _ in range(rows):
+        row = [vocab.bos]
+        while len(row) < length:
+            row += random_document(vocab, rng, rng.randint(1, 4))
+        token_rows.append(row[:length])
+    patch_lengths = pad_patch_lengths([random_partition(row, vocab, rng, 6) for row in token_rows])
+    return torch.tensor(token_rows), patch_lengths
+
+
+def test_debug_model_same_loss_and_grads_through_kernels(launches):
+    model = build_model(debug_config("lst", "model.kernels=triton").model, seed=0).to(DEVICE)
+    tokens, patch_lengths = (t.to(DEVICE) for t in _packed_batch(model.vocab))
+    labels = labels_from_tokens(tokens, model.vocab)
+    results = []
+    for backend in ("triton", "reference"):
+        lst_kernels.set_backend(backend)
+        model.zero_grad()
+        loss = next_token_loss_sums(model(tokens, patch_lengths), labels, model.vocab).mean()
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss, grads), (ref_loss, ref_grads) = results
+    assert set(launches) == set(LAUNCHERS)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _three_ops(x, q, key, value, tq, skey, svalue, lengths, first, last):
+    return (lst_kernels.segment_pool(x, lengths, "max").sum()
+            + lst_kernels.segment_cross_attention(q, key, value, lengths).square().sum()
+            + lst_kernels.range_cross_attention(tq, skey, svalue, first, last, 2).square().sum())
+
+
+def _op_inputs(n_slots: int = 2, heads: int = 2, head_dim: int = 8, dtype: torch.dtype = torch.float32):
+    lengths = ragged_lengths(3)
+    n_tokens, n_segments = int(lengths.sum()), len(lengths)
+    first, last = ranges(n_tokens, n_segments, 2, seed=3)
+    shapes = [(n_tokens, heads * head_dim), (n_segments, n_slots, heads, head_dim), (n_tokens, heads, head_dim),
+              (n_tokens, heads, head_dim), (n_tokens, heads, head_dim), (n_segments, n_slots, heads, head_dim),
+              (n_segments, n_slots, heads, head_dim)]
+    tensors = [torch.randn(s, device=DEVICE, dtype=dtype, requires_grad=True) for s in shapes]
+    return tensors, (lengths, first, last)
+
+
+def _compiled_matches_eager(backend: str) -> None:
+    tensors, index = _op_inputs()
+    eager = torch.autograd.grad(_three_ops(*tensors, *index), tensors)
+    torch._dynamo.reset()
+    compiled = torch.compile(_three_ops, backend=backend, fullgraph=True)
+    for a, b in zip(torch.autograd.grad(compiled(*tensors, *index), tensors), eager):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_compile_traces_through_the_reference_backend():
+    previous = lst_kernels.get_backend()
+    lst_kernels.set_backend("reference")
+    try:
+        _compiled_matches_eager("aot_eager")
+        tensors, (lengths, first, last) = _op_inputs()
+        x, q, key, value, tq, skey, svalue = tensors
+        torch.library.opcheck(ops.segment_pool, (x, lengths, "mean"))
+        torch.library.opcheck(ops.segment_cross_attention, (q, key, value, lengths))
+        torch.library.opcheck(ops.range_cross_attention, (tq, skey, svalue, first, last, 2))
+    finally:
+        lst_kernels.set_backend(previous)
+
+
+def test_backend_selection(monkeypatch):
+    previous = lst_kernels.get_backend()
+    x = torch.zeros(2, 3)
+    try:
+        lst_kernels.set_backend("auto")
+        assert lst_kernels.resolve_backend(x) == "reference"
+        lst_kernels.set_backend("reference")
+        assert lst_kernels.resolve_backend(x) == "reference"
+        lst_kernels.set_backend("triton")
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            lst_kernels.segment_pool(x, torch.tensor([2]), "max")
+        with pytest.raises(ValueError, match="backend must be one of"):
+            lst_kernels.set_backend("cuda")
+    finally:
+        lst_kernels.set_backend(previous)
+    with pytest.raises(ConfigError, match="^model.kernels: "):
+        debug_config("lst", "model.kernels=fast")
+
+
+@needs_cuda
+def test_gpu_compile_with_triton_kernels(launches):
+    _compiled_matches_eager("inductor")
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_gpu_larger_shapes(launches, dtype):
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 17, (700,), generator=gen)
+    lengths[::50] = 64
+    lengths[1::97] = 0
+    lengths = lengths.to(DEVICE)
+    n_tokens, n_segments, n_slots, heads, head_dim = int(lengths.sum()), len(lengths), 2, 16, 64
+    x = torch.randn(n_tokens, heads * head_dim, device=DEVICE, dtype=dtype)
+    assert_same_forward_and_grads(lambda x: lst_kernels.segment_pool(x, lengths, "mean"),
+                                  lambda x: reference.segment_pool(x, lengths, "mean"), [x], dtype)
+    q = torch.randn(n_segments, n_slots, heads, head_dim, device=DEVICE, dtype=dtype)
+    key, value = (torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype) for _ in range(2))
+    assert_same_forward_and_grads(lambda *a: lst_kernels.segment_cross_attention(*a, lengths),
+                                  lambda *a: reference.segment_cross_attention(*a, lengths), [q, key, value], dtype)
+    first, last = ranges(n_tokens, n_segments, 2, seed=0)
+    tq = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype)
+    assert_same_forward_and_grads(lambda *a: lst_kernels.range_cross_attention(*a, first, last, 2),
+                                  lambda *a: reference.range_cross_attention(*a, first, last, 2), [tq, q, key], dtype)
