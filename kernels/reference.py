@@ -25,11 +25,21 @@ def segment_ids(seg_lengths: Tensor, n_tokens: int) -> Tensor:
 
 
 def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str = "max") -> Tensor:
-    """Max or mean of the rows of `x` [N, d] over each segment -> [S, d]; empty segments give zeros."""
+    """Max or mean of the rows of `x` [N, d] over each segment -> [S, d]; empty segments give zeros.
+
+    The max's gradient is split evenly between tied maxima (scatter_reduce's rule, as the Triton kernel does).
+    """
     if mode not in ("max", "mean"):
         raise ValueError(f"segment_pool mode must be 'max' or 'mean', got {mode!r}")
-    pooled = torch.segment_reduce(_upcast(x), mode, lengths=seg_lengths, axis=0, unsafe=True)
-    return torch.where((seg_lengths > 0)[:, None], pooled, 0.0).to(x.dtype)
+    xf = _upcast(x)
+    if mode == "max":
+        index = segment_ids(seg_lengths, x.shape[0])[:, None].expand_as(xf)
+        pooled = xf.new_zeros(seg_lengths.numel(), x.shape[1]).scatter_reduce(0, index, xf, "amax",
+                                                                              include_self=False)
+    else:
+        pooled = torch.segment_reduce(xf, "mean", lengths=seg_lengths, axis=0, unsafe=True)
+        pooled = torch.where((seg_lengths > 0)[:, None], pooled, 0.0)
+    return pooled.to(x.dtype)
 
 
 def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor) -> Tensor:

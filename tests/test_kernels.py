@@ -95,8 +95,12 @@ def test_segment_pool(launches, mode, dim, dtype):
 def test_segment_pool_max_splits_ties_evenly(launches):
     lengths = torch.tensor([1, 4, 0, 2], device=DEVICE)
     x = torch.tensor([[1.0], [3.0], [3.0], [3.0], [3.0], [-2.0], [5.0]], device=DEVICE, requires_grad=True)
-    lst_kernels.segment_pool(x, lengths, "max").backward(torch.tensor([[1.0], [-2.0], [7.0], [4.0]], device=DEVICE))
+    grad = torch.tensor([[1.0], [-2.0], [7.0], [4.0]], device=DEVICE)
+    lst_kernels.segment_pool(x, lengths, "max").backward(grad)
     assert x.grad.flatten().tolist() == [1.0, -0.5, -0.5, -0.5, -0.5, 0.0, 4.0]
+    x_ref = x.detach().clone().requires_grad_()
+    reference.segment_pool(x_ref, lengths, "max").backward(grad)
+    assert torch.equal(x_ref.grad, x.grad), "the reference splits ties the same way"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
