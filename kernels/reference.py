@@ -33,13 +33,13 @@ def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str = "max") -> Tensor:
         raise ValueError(f"segment_pool mode must be 'max' or 'mean', got {mode!r}")
     xf = _upcast(x)
     if mode == "max":
+        # -inf, not 0, as the unused initial value: scatter_reduce's backward would count an equal one as a tie.
         index = segment_ids(seg_lengths, x.shape[0])[:, None].expand_as(xf)
-        pooled = xf.new_zeros(seg_lengths.numel(), x.shape[1]).scatter_reduce(0, index, xf, "amax",
-                                                                              include_self=False)
+        pooled = xf.new_full((seg_lengths.numel(), x.shape[1]), float("-inf")).scatter_reduce(
+            0, index, xf, "amax", include_self=False)
     else:
         pooled = torch.segment_reduce(xf, "mean", lengths=seg_lengths, axis=0, unsafe=True)
-        pooled = torch.where((seg_lengths > 0)[:, None], pooled, 0.0)
-    return pooled.to(x.dtype)
+    return torch.where((seg_lengths > 0)[:, None], pooled, 0.0).to(x.dtype)
 
 
 def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor) -> Tensor:

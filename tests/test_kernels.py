@@ -84,8 +84,7 @@ def assert_same_forward_and_grads(op, ref, inputs, dtype):
 def test_segment_pool(launches, mode, dim, dtype):
     lengths = ragged_lengths(0)
     n_tokens = int(lengths.sum())
-    # Distinct small integers per column: exact in every dtype, so no ties (torch's segment_reduce max backward
-    # does not split the gradient of ties when it is negative; the kernel always splits it evenly).
+    # Distinct small integers per column: exact in every dtype, so no ties (ties have their own test).
     x = torch.stack([torch.randperm(n_tokens) for _ in range(dim)], 1).to(DEVICE, dtype) / 16
     assert_same_forward_and_grads(lambda x: lst_kernels.segment_pool(x, lengths, mode),
                                   lambda x: reference.segment_pool(x, lengths, mode), [x], dtype)

@@ -98,3 +98,9 @@ def test_low_precision_inputs_keep_their_dtype_and_stay_close():
     out16 = segment_cross_attention(q.bfloat16(), x.bfloat16(), x.bfloat16(), lengths)
     assert out16.dtype == torch.bfloat16
     assert torch.allclose(out16.float(), out32, atol=3e-2)
+
+
+def test_max_pool_gradient_goes_whole_to_a_unique_max_even_at_zero():
+    x = torch.tensor([[0.0], [-1.0], [2.0], [-3.0]], requires_grad=True)
+    segment_pool(x, torch.tensor([1, 2, 0, 1]), "max").backward(torch.tensor([[5.0], [7.0], [9.0], [-4.0]]))
+    assert x.grad.flatten().tolist() == [5.0, 0.0, 7.0, -4.0]
