@@ -118,3 +118,22 @@ def test_documents_in_a_packed_row_are_isolated(arch):
     for row_index in (1, 2):
         other = logits[row_index, starts[row_index]: starts[row_index] + span]
         assert (first - other).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("arch", ["lst", "baseline"])
+def test_flex_block_masks_give_the_sdpa_logits(arch):
+    """The CUDA attention path (FlexAttention block masks) applies the same rule as the dense masks (forward only:
+    flex has no CPU backward)."""
+    windows = ["model.encoder.window=5", "model.decoder.window=6"] if arch == "lst" else \
+        ["model.global_transformer.window=7"]
+    models = {}
+    for attention in ("sdpa", "flex"):
+        torch.manual_seed(0)
+        models[attention] = build_model(debug_config(arch, f"model.attention={attention}", *windows).model).eval()
+    vocab = models["sdpa"].vocab
+    rng = random.Random(5)
+    rows = [_row(vocab, rng, 48) for _ in range(2)]
+    patch_lengths = pad_patch_lengths([random_partition(r, vocab, rng, 6) for r in rows])
+    with torch.no_grad():
+        dense, flex = (models[a](torch.tensor(rows), patch_lengths) for a in ("sdpa", "flex"))
+    assert (dense - flex).abs().max().item() <= 1e-4

@@ -73,6 +73,9 @@ class ModelConfig:
     """SwiGLU hidden width = 8/3 × dim rounded up to a multiple of this."""
     init_std: float = 0.02
     """Standard deviation of the normal weight init (output projections are scaled down by depth)."""
+    attention: str = "auto"
+    """Self-attention: "auto" (FlexAttention block masks on CUDA, SDPA with a dense mask on CPU), "sdpa" or "flex"
+    (flex has no CPU backward)."""
     kernels: str = "auto"
     """Patch-op backend (lst_kernels): "auto": Triton on CUDA, the reference on CPU; "triton" / "reference" force
     one."""
@@ -148,6 +151,8 @@ def validate(cfg: Config) -> None:
     _validate_stack(m.global_transformer, "model.global_transformer")
     _check(m.ffn_multiple_of >= 1, "model.ffn_multiple_of", f"must be >= 1, got {m.ffn_multiple_of}")
     _check(m.rope_theta > 0, "model.rope_theta", f"must be > 0, got {m.rope_theta}")
+    _check(m.attention in ("auto", "sdpa", "flex"), "model.attention",
+           f"must be 'auto', 'sdpa' or 'flex', got {m.attention!r}")
     _check(m.kernels in ("auto", "triton", "reference"), "model.kernels",
            f"must be 'auto', 'triton' or 'reference', got {m.kernels!r}")
     _check(cfg.patching.strategy in PATCHERS, "patching.strategy",

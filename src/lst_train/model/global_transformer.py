@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from lst_train.config import ModelConfig
 from lst_train.model.layers import RotaryEmbedding, TransformerBlock
-from lst_train.model.layout import causal_document_mask
+from lst_train.model.attention_mask import self_attention_mask
 
 
 class GlobalTransformer(nn.Module):
@@ -20,7 +20,7 @@ class GlobalTransformer(nn.Module):
         """h [B, L, D] with per-element document ids and in-document positions [B, L] -> [B, L, D]."""
         stack = self.cfg.global_transformer
         rope = RotaryEmbedding(positions, stack.dim // stack.n_heads, self.cfg.rope_theta)
-        mask = causal_document_mask(doc_ids, stack.window)
+        mask = self_attention_mask(doc_ids, stack.window, self.cfg.attention)
         for layer in self.layers:
             h = layer(h, rope, mask)
         return h

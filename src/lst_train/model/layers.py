@@ -5,6 +5,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask
+
+from lst_train.model.attention_mask import masked_attention
 
 
 def ffn_hidden_dim(dim: int, multiple_of: int) -> int:
@@ -39,13 +42,13 @@ class SelfAttention(nn.Module):
         self.wv = nn.Linear(dim, dim, bias=False)
         self.wo = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, rope: RotaryEmbedding, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rope: RotaryEmbedding, mask: Tensor | BlockMask) -> Tensor:
         batch, length, _ = x.shape
         shape = (batch, length, self.n_heads, self.head_dim)
         q = rope.apply(self.wq(x).view(shape)).transpose(1, 2)
         k = rope.apply(self.wk(x).view(shape)).transpose(1, 2)
         v = self.wv(x).view(shape).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = masked_attention(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(batch, length, -1))
 
 

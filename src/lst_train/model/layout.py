@@ -25,15 +25,6 @@ def positions_in_document(doc_ids: Tensor) -> Tensor:
     return index - first
 
 
-def causal_document_mask(doc_ids: Tensor, window: int) -> Tensor:
-    """Self-attention mask [B, 1, L, L]: i sees j iff j <= i, same document, and i - j < window (0 = no limit)."""
-    index = torch.arange(doc_ids.shape[1], device=doc_ids.device)
-    mask = (index[None, :] <= index[:, None])[None] & (doc_ids[:, :, None] == doc_ids[:, None, :])
-    if window > 0:
-        mask &= (index[:, None] - index[None, :] < window)[None]
-    return mask[:, None]
-
-
 @dataclass
 class TokenLayout:
     """Documents and positions of the tokens of a batch."""

@@ -5,7 +5,8 @@ from torch import Tensor, nn
 from lst_train.config import ModelConfig
 from lst_train.model.cross_attention import PatchUnpooling
 from lst_train.model.layers import RotaryEmbedding, TransformerBlock
-from lst_train.model.layout import PatchLayout, causal_document_mask
+from lst_train.model.attention_mask import self_attention_mask
+from lst_train.model.layout import PatchLayout
 
 
 class PatchDecoderLayer(nn.Module):
@@ -34,7 +35,7 @@ class PatchDecoder(nn.Module):
         """-> logits [B, T, V]; logits[:, t] predict token t+1."""
         stack = self.cfg.decoder
         rope = RotaryEmbedding(layout.tokens.positions, stack.dim // stack.n_heads, self.cfg.rope_theta)
-        mask = causal_document_mask(layout.tokens.doc_ids, stack.window)
+        mask = self_attention_mask(layout.tokens.doc_ids, stack.window, self.cfg.attention)
         h = token_states
         for layer in self.layers:
             h = layer(h, global_states, layout, rope, mask)

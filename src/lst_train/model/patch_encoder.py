@@ -5,7 +5,8 @@ from torch import Tensor, nn
 from lst_train.config import ModelConfig
 from lst_train.model.cross_attention import PatchPooling
 from lst_train.model.layers import RotaryEmbedding, TransformerBlock
-from lst_train.model.layout import PatchLayout, causal_document_mask
+from lst_train.model.attention_mask import self_attention_mask
+from lst_train.model.layout import PatchLayout
 
 
 class PatchEncoder(nn.Module):
@@ -23,7 +24,7 @@ class PatchEncoder(nn.Module):
         """tokens [B, T] -> (token states [B, T, d_local], patch vectors [B, P, k·d_local])."""
         stack = self.cfg.encoder
         rope = RotaryEmbedding(layout.tokens.positions, stack.dim // stack.n_heads, self.cfg.rope_theta)
-        mask = causal_document_mask(layout.tokens.doc_ids, stack.window)
+        mask = self_attention_mask(layout.tokens.doc_ids, stack.window, self.cfg.attention)
         h = self.tok_embeddings(tokens)
         for layer in self.layers:
             h = layer(h, rope, mask)
