@@ -10,6 +10,7 @@ from lst_train.data.demo_corpus import add_data_build_demo_parser
 from lst_train.data.inspect_loader import add_data_inspect_parser
 from lst_train.data.skips import NoUsableData
 from lst_train.data.text_tokenizer import add_tokenizer_parser
+from lst_train.evaluation.run import add_eval_parser
 from lst_train.flops import param_counts, row_flops
 
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--step", type=int, help="checkpoint step (default: the latest complete one)")
     export.set_defaults(run=_export)
     add_tokenizer_parser(commands)
+    add_eval_parser(commands)
     data = commands.add_parser("data", help="build, inspect and benchmark training data").add_subparsers(
         dest="data_command", required=True)
     add_data_build_demo_parser(data)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lst_train.data.documents import Document
+from lst_train.data.documents import Document, Span
 from lst_train.data.patchers import KIND_SILENCE, KIND_SINGLE, KIND_STATIC, KIND_WORD, Patcher
 from lst_train.loss import labels_from_tokens
 from lst_train.vocab import Vocab
@@ -33,29 +33,37 @@ class Piece:
         self.patch_seconds.append(seconds)
 
 
-def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
-    """Markers, spans (speech cut by `patcher`; every token its own patch when it is None) and <eos>."""
-    piece = Piece()
-    per_frame = vocab.n_codebooks
-    for span in document.spans:
+def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None, aligned: bool,
+                marker: bool = True) -> None:
+    """Append a span (after its <t> / <s> marker unless `marker` is False) with its patches: speech cut by
+    `patcher`, every token its own patch when it is None (the baseline) and for text."""
+    if marker:
         piece.add_patch([vocab.speech_marker if span.speech else vocab.text_marker], KIND_SINGLE)
-        if not span.speech:
-            for token in span.tokens:
-                piece.add_patch([token], KIND_SINGLE)
-            continue
-        n_frames = len(span.tokens) // per_frame
-        frames = [(1, KIND_STATIC)] * n_frames if patcher is None else \
-            patcher.patch_frames(n_frames, span.word_frames, aligned)
-        start = 0
-        for length, kind in frames:
-            n_tokens = length * per_frame
-            seconds = length / span.frame_rate
-            if patcher is None:  # the baseline: one token per unit
-                for token in span.tokens[start: start + n_tokens]:
-                    piece.add_patch([token], kind, seconds / n_tokens)
-            else:
-                piece.add_patch(span.tokens[start: start + n_tokens], kind, seconds)
-            start += n_tokens
+    if not span.speech:
+        for token in span.tokens:
+            piece.add_patch([token], KIND_SINGLE)
+        return
+    per_frame = vocab.n_codebooks
+    n_frames = len(span.tokens) // per_frame
+    frames = [(1, KIND_STATIC)] * n_frames if patcher is None else \
+        patcher.patch_frames(n_frames, span.word_frames, aligned)
+    start = 0
+    for length, kind in frames:
+        n_tokens = length * per_frame
+        seconds = length / span.frame_rate
+        if patcher is None:
+            for token in span.tokens[start: start + n_tokens]:
+                piece.add_patch([token], kind, seconds / n_tokens)
+        else:
+            piece.add_patch(span.tokens[start: start + n_tokens], kind, seconds)
+        start += n_tokens
+
+
+def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
+    """Every span with its marker and patches, then <eos>."""
+    piece = Piece()
+    for span in document.spans:
+        render_span(piece, span, vocab, patcher, aligned)
     piece.add_patch([vocab.eos], KIND_SINGLE)
     return piece
 

@@ -22,6 +22,7 @@ REASONS = (
     "audio_too_long",       # longer than data.codec.max_seconds
     "invalid_units",        # pre-computed units that are not integers in the codebook range, or no frame rate
     "missing_text",         # a text record without a non-empty "text" string
+    "missing_audio",        # an evaluation item without the audio a spoken setting needs
 )
 
 

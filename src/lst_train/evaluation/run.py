@@ -1,0 +1,65 @@
+"""`lst-train eval RUN_DIR_OR_EXPORT --data FILE.jsonl [--settings s2s,t2t,s2t,t2s] [--out results.json]`."""
+
+import argparse
+import json
+import os
+import tempfile
+
+import torch
+
+from lst_train.data.skips import SkipCounter
+from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.evaluation.items import read_items
+from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
+from lst_train.evaluation.scoring import evaluate
+from lst_train.trainer.export import export_run, load_exported
+
+
+def load_for_eval(path: str):
+    """An export directory (config.json + model.safetensors), or a run directory's latest checkpoint."""
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return load_exported(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_exported(export_run(path, tmp))
+
+
+def _run(args: argparse.Namespace) -> None:
+    settings = args.settings.split(",")
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"lst-train eval: unknown settings {unknown}; choose from {sorted(SETTINGS)}")
+    model, cfg = load_for_eval(args.model)
+    device = torch.device(args.device)
+    model.to(device)
+    codec = []
+
+    def get_codec():
+        if not codec:
+            from lst_train.data.speech_codec import MimiCodec
+
+            codec.append(MimiCodec(cfg.data.codec, model.vocab.n_codebooks))
+        return codec[0]
+
+    skips = SkipCounter()
+    items = read_items(args.data, skips)
+    builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer), get_codec)
+    results = evaluate(model, builder, items, settings, skips, args.batch_size)
+    results["skipped"] = skips.as_dict()
+    for setting in settings:
+        r = results[setting]
+        print(f"{setting}: {r['items']} items, accuracy (sum) {r['accuracy_sum']}, (mean) {r['accuracy_mean']}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    print(json.dumps(results))
+
+
+def add_eval_parser(commands) -> None:
+    parser = commands.add_parser("eval", help="multiple-choice story completion (S→S, T→T, S→T, T→S)")
+    parser.add_argument("model", help="a run directory (latest checkpoint) or an export directory")
+    parser.add_argument("--data", required=True, help="items, jsonl (see lst_train.evaluation.items)")
+    parser.add_argument("--settings", default="s2s,t2t,s2t,t2s")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.set_defaults(run=_run)

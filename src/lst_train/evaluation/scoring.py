@@ -1,0 +1,58 @@
+"""Score each ending by its log-likelihood given the context (sum, and mean per token), pick the best."""
+
+import torch
+from torch import nn
+
+from lst_train.data.packing import Piece, collate_rows
+from lst_train.data.skips import SkipCounter
+from lst_train.evaluation.items import EvalItem
+from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
+from lst_train.vocab import Vocab
+
+
+@torch.no_grad()
+def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab,
+                  batch_size: int = 16) -> list[tuple[float, int]]:
+    """(sum of log p(ending token | everything before), number of ending tokens) per row; batched, padded."""
+    scores = []
+    device = next(model.parameters()).device
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i: i + batch_size]
+        batch = collate_rows([piece for piece, _ in chunk], vocab, pad_to_multiple=1)
+        tokens = batch["tokens"].to(device)
+        logprobs = torch.log_softmax(model(tokens, batch["patch_lengths"].to(device)).float(), dim=-1)
+        for b, (piece, start) in enumerate(chunk):
+            end = len(piece.tokens)
+            targets = tokens[b, start:end]
+            picked = logprobs[b, start - 1: end - 1].gather(-1, targets[:, None])
+            scores.append((float(picked.sum()), end - start))
+    return scores
+
+
+def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], settings: list[str],
+             skips: SkipCounter, batch_size: int = 16) -> dict:
+    """Accuracy with the summed and with the per-token mean log-likelihood, per setting, with item counts."""
+    results = {}
+    for setting in settings:
+        context_speech, ending_speech = SETTINGS[setting]
+        rows, owners = [], []
+        for item in items:
+            needs_audio = [item.context] * context_speech + item.endings * ending_speech
+            if any(not segment.audio for segment in needs_audio):
+                skips.add("missing_audio", f"{setting}:{item.id}", "the item has no audio for a spoken setting")
+                continue
+            for ending in item.endings:
+                rows.append(builder.build(item.context, ending, setting))
+            owners.append(item)
+        scores = iter(ending_scores(model, rows, builder.vocab, batch_size))
+        correct_sum = correct_mean = 0
+        for item in owners:
+            item_scores = [next(scores) for _ in item.endings]
+            sums = [total for total, _ in item_scores]
+            means = [total / max(count, 1) for total, count in item_scores]
+            correct_sum += int(max(range(len(sums)), key=sums.__getitem__) == item.label)
+            correct_mean += int(max(range(len(means)), key=means.__getitem__) == item.label)
+        n = len(owners)
+        results[setting] = {"items": n, "accuracy_sum": correct_sum / n if n else None,
+                            "accuracy_mean": correct_mean / n if n else None}
+    return results

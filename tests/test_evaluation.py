@@ -1,0 +1,142 @@
+"""Multiple-choice scoring: equals a hand computation, runs in all four settings, and ranks what a model learned."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from lst_train.data.skips import SkipCounter
+from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.evaluation.items import read_items
+from lst_train.evaluation.prompts import PromptBuilder
+from lst_train.evaluation.scoring import ending_scores, evaluate
+from lst_train.loss import labels_from_tokens, next_token_loss_sums
+from lst_train.model import build_model
+
+from conftest import debug_config
+from data_fixtures import WORDS, write_tokenizer
+
+ASSETS = Path(__file__).parent / "assets" / "librivox"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return TextTokenizer.from_file(write_tokenizer(tmp_path_factory.mktemp("tok") / "t.tiktoken"))
+
+
+def _builder(cfg, model, tokenizer):
+    codec = []
+
+    def get_codec():
+        if not codec:
+            from lst_train.data.speech_codec import MimiCodec
+
+            codec.append(MimiCodec(cfg.data.codec, model.vocab.n_codebooks))
+        return codec[0]
+
+    return PromptBuilder(cfg, model.vocab, tokenizer, get_codec)
+
+
+def _write_items(path: Path, items: list[dict]) -> str:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return str(path)
+
+
+def test_scores_equal_a_hand_computation(tokenizer, tmp_path):
+    cfg = debug_config("lst", "model.vocab.text_size=300")
+    model = build_model(cfg.model).eval()
+    builder = _builder(cfg, model, tokenizer)
+    item = read_items(_write_items(tmp_path / "i.jsonl", [{
+        "context": {"text": "the quick brown fox", "audio": str(ASSETS / "0880.flac")},
+        "endings": [{"text": "jumps over", "audio": str(ASSETS / "0930.wav")}, {"text": "a lazy dog sings"}],
+        "label": 0}]))[0]
+    rows = [builder.build(item.context, ending, "t2t") for ending in item.endings]
+    rows.append(builder.build(item.context, item.endings[0], "s2s"))
+    rows.append(builder.build(item.context, item.endings[1], "s2t"))
+    batched = ending_scores(model, rows, model.vocab, batch_size=4)
+    for (piece, start), (total, count) in zip(rows, batched):
+        tokens = torch.tensor([piece.tokens])
+        with torch.no_grad():
+            logits = model(tokens, torch.tensor([piece.patch_lengths]))[0]
+        expected = sum(torch.log_softmax(logits[t - 1], -1)[piece.tokens[t]].item() for t in range(start,
+                                                                                                   len(piece.tokens)))
+        assert count == len(piece.tokens) - start > 0
+        assert abs(total - expected) < 1e-4
+    speech_piece, start = rows[2]
+    assert all(model.vocab.is_speech(torch.tensor(speech_piece.tokens[start:])))
+
+
+def test_all_four_settings_run_on_a_tiny_set(tokenizer, tmp_path):
+    cfg = debug_config("lst", "model.vocab.text_size=300", "patching.strategy=curriculum")
+    model = build_model(cfg.model).eval()
+    audio = [{"text": "he was not an ill disposed young man", "audio": str(ASSETS / "0880.flac")},
+             {"text": "he might even have been made amiable himself", "audio": str(ASSETS / "0930.wav")}]
+    items = [{"id": "a", "context": audio[0], "endings": [audio[1], audio[0]], "label": 0},
+             {"id": "b", "context": audio[1], "endings": [audio[0], audio[1]], "label": 1},
+             {"id": "text-only", "context": {"text": "one"}, "endings": [{"text": "two"}, {"text": "three"}],
+              "label": 0},
+             {"id": "broken", "context": {"text": "x"}, "endings": [{"text": "y"}], "label": 3}]
+    skips = SkipCounter()
+    parsed = read_items(_write_items(tmp_path / "i.jsonl", items), skips)
+    assert len(parsed) == 3 and skips.as_dict() == {"invalid_json": 1}
+    results = evaluate(model, _builder(cfg, model, tokenizer), parsed, ["s2s", "t2t", "s2t", "t2s"], skips)
+    assert results["t2t"]["items"] == 3
+    assert all(results[s]["items"] == 2 for s in ("s2s", "s2t", "t2s"))
+    assert skips.as_dict()["missing_audio"] == 3
+    assert all(0.0 <= results[s][key] <= 1.0 for s in results for key in ("accuracy_sum", "accuracy_mean"))
+
+
+def test_a_model_trained_on_the_right_endings_picks_them(tokenizer, tmp_path):
+    cfg = debug_config("lst", "model.vocab.text_size=300")
+    model = build_model(cfg.model, seed=0)
+    rng = random.Random(0)
+    raw = []
+    for i in range(12):
+        context = " ".join(rng.choice(WORDS) for _ in range(6))
+        right, wrong = (" ".join(rng.choice(WORDS) for _ in range(4)) for _ in range(2))
+        label = i % 2
+        endings = [{"text": wrong}, {"text": wrong}]
+        endings[label] = {"text": right}
+        raw.append({"id": str(i), "context": {"text": context}, "endings": endings, "label": label})
+    items = read_items(_write_items(tmp_path / "i.jsonl", raw))
+    builder = _builder(cfg, model, tokenizer)
+    rows = [builder.build(item.context, item.endings[item.label], "t2t")[0] for item in items]
+    width = max(len(r.tokens) for r in rows)
+    tokens = torch.tensor([r.tokens + [model.vocab.pad] * (width - len(r.tokens)) for r in rows])
+    patch_lengths = torch.tensor([r.patch_lengths + [1] * (width - len(r.tokens)) for r in rows])
+    labels = labels_from_tokens(tokens, model.vocab)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    for _ in range(150):
+        loss = next_token_loss_sums(model(tokens, patch_lengths), labels, model.vocab).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    results = evaluate(model.eval(), builder, items, ["t2t"], SkipCounter())
+    assert results["t2t"] == {"items": 12, "accuracy_sum": 1.0, "accuracy_mean": 1.0}
+
+
+def test_eval_command_on_an_export(tokenizer, tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+    from omegaconf import OmegaConf
+
+    cfg = debug_config("lst", "model.vocab.text_size=300", f"data.tokenizer={tmp_path / 't.tiktoken'}")
+    write_tokenizer(tmp_path / "t.tiktoken")
+    model = build_model(cfg.model, seed=0)
+    export = tmp_path / "export"
+    export.mkdir()
+    save_file(model.state_dict(), export / "model.safetensors")
+    (export / "config.json").write_text(json.dumps(OmegaConf.to_container(OmegaConf.structured(cfg))))
+    data = _write_items(tmp_path / "i.jsonl", [
+        {"id": "0", "context": {"text": "the quick fox"}, "endings": [{"text": "jumps"}, {"text": "sings"}],
+         "label": 0}])
+    result = subprocess.run([sys.executable, "-m", "lst_train", "eval", str(export), "--data", data,
+                             "--settings", "t2t", "--out", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["t2t"]["items"] == 1 and results["t2t"]["accuracy_sum"] in (0.0, 1.0)
