@@ -11,7 +11,7 @@ from lst_train.data.skips import SkipCounter
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
-from lst_train.evaluation.scoring import evaluate
+from lst_train.evaluation.scoring import evaluate, with_accuracy
 from lst_train.trainer.export import export_run, load_exported
 
 
@@ -41,10 +41,15 @@ def _run(args: argparse.Namespace) -> None:
         return codec[0]
 
     skips = SkipCounter()
-    items = read_items(args.data, skips)
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    items = read_items(args.data, skips)[rank::world_size]  # under torchrun every rank scores its share
     builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer), get_codec)
     results = evaluate(model, builder, items, settings, skips, args.batch_size)
     results["skipped"] = skips.as_dict()
+    if world_size > 1:
+        results = _combine_ranks(results, settings)
+        if rank != 0:
+            return
     for setting in settings:
         r = results[setting]
         print(f"{setting}: {r['items']} items, accuracy (sum) {r['accuracy_sum']}, (mean) {r['accuracy_mean']}")
@@ -52,6 +57,24 @@ def _run(args: argparse.Namespace) -> None:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
     print(json.dumps(results))
+
+
+def _combine_ranks(results: dict, settings: list[str]) -> dict:
+    """Sum the per-rank counts (gloo: no GPU needed to gather a few numbers)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, results)
+    dist.destroy_process_group()
+    combined = {"skipped": {}}
+    for setting in settings:
+        combined[setting] = with_accuracy({key: sum(r[setting][key] for r in gathered)
+                                           for key in ("items", "correct_sum", "correct_mean")})
+    for r in gathered:
+        for reason, n in r["skipped"].items():
+            combined["skipped"][reason] = combined["skipped"].get(reason, 0) + n
+    return combined
 
 
 def add_eval_parser(commands) -> None:

@@ -52,7 +52,13 @@ def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], se
             means = [total / max(count, 1) for total, count in item_scores]
             correct_sum += int(max(range(len(sums)), key=sums.__getitem__) == item.label)
             correct_mean += int(max(range(len(means)), key=means.__getitem__) == item.label)
-        n = len(owners)
-        results[setting] = {"items": n, "accuracy_sum": correct_sum / n if n else None,
-                            "accuracy_mean": correct_mean / n if n else None}
+        results[setting] = with_accuracy({"items": len(owners), "correct_sum": correct_sum,
+                                          "correct_mean": correct_mean})
     return results
+
+
+def with_accuracy(counts: dict) -> dict:
+    """Add the accuracies to {items, correct_sum, correct_mean} (None without items)."""
+    n = counts["items"]
+    return {**counts, "accuracy_sum": counts["correct_sum"] / n if n else None,
+            "accuracy_mean": counts["correct_mean"] / n if n else None}
