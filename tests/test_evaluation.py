@@ -147,3 +147,25 @@ def test_eval_command_one_rank_equals_two_ranks(tokenizer, tmp_path):
         outputs[len(outputs)] = json.loads(out.read_text())
     assert outputs[0]["t2t"]["items"] == 9
     assert outputs[0]["t2t"] == outputs[1]["t2t"]
+
+
+def test_demo_eval_set_is_spoken_held_out_and_scorable(tokenizer, tmp_path):
+    import soundfile
+
+    from lst_train.data.demo_corpus import read_kjv, split_books
+    from lst_train.evaluation.demo_eval import build_demo_eval
+
+    summary = build_demo_eval(tmp_path / "eval", n_items=4, seed=3)
+    assert summary["items"] + summary["dropped"] == 4 and summary["items"] >= 3
+    parts = split_books(read_kjv())
+    seen = {v.text for v in parts["speech"] + parts["text"]}
+    for name, n_endings in (("storycloze_2way.jsonl", 2), ("storycloze_4way.jsonl", 4)):
+        items = read_items(str(tmp_path / "eval" / name))
+        assert len(items) == summary["items"]
+        for item in items:
+            assert len(item.endings) == n_endings and item.context.text not in seen
+            assert soundfile.info(item.context.audio).duration > 1.0 and item.context.words
+    cfg = debug_config("lst", "model.vocab.text_size=300")
+    model = build_model(cfg.model).eval()
+    results = evaluate(model, _builder(cfg, model, tokenizer), items, ["s2s", "t2s"], SkipCounter())
+    assert results["s2s"]["items"] == results["t2s"]["items"] == summary["items"]

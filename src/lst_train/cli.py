@@ -10,6 +10,7 @@ from lst_train.data.demo_corpus import add_data_build_demo_parser
 from lst_train.data.inspect_loader import add_data_inspect_parser
 from lst_train.data.skips import NoUsableData
 from lst_train.data.text_tokenizer import add_tokenizer_parser
+from lst_train.evaluation.demo_eval import add_data_build_demo_eval_parser
 from lst_train.evaluation.run import add_eval_parser
 from lst_train.flops import param_counts, row_flops
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True)
     add_data_build_demo_parser(data)
     add_data_inspect_parser(data)
+    add_data_build_demo_eval_parser(data)
     return parser
 
 

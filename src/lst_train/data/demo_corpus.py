@@ -20,7 +20,7 @@ import subprocess
 import tarfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -90,7 +90,8 @@ def split_books(verses: list[Verse]) -> dict[str, list[Verse]]:
     return parts
 
 
-def _chapters(verses: list[Verse]) -> list[list[Verse]]:
+def chapters(verses: list[Verse]) -> list[list[Verse]]:
+    """Verses grouped by (book, chapter), in order."""
     groups: dict[tuple[str, int], list[Verse]] = {}
     for v in verses:
         groups.setdefault((v.book, v.chapter), []).append(v)
@@ -105,7 +106,7 @@ def _ref(verses: list[Verse]) -> str:
 def paragraphs(verses: list[Verse]) -> list[tuple[str, str]]:
     """(text, ref) paragraphs: consecutive verses of one chapter, up to ~PARAGRAPH_CHARS characters."""
     out = []
-    for chapter in _chapters(verses):
+    for chapter in chapters(verses):
         group: list[Verse] = []
         for v in chapter:
             if group and sum(len(g.text) + 1 for g in group) + len(v.text) > PARAGRAPH_CHARS:
@@ -152,9 +153,9 @@ def _word_budget(seconds: float, rate: int) -> float:
 def utterances(verses: list[Verse], rng: random.Random) -> Iterator[SpokenScript]:
     """Chapters in seeded order; each utterance joins consecutive pieces of one chapter up to a seeded target
     length (within SECONDS), with a seeded voice and rate. A chapter's too-short tail joins the utterance before."""
-    chapters = _chapters(verses)
-    rng.shuffle(chapters)
-    for chapter in chapters:
+    order = chapters(verses)
+    rng.shuffle(order)
+    for chapter in order:
         pieces = [(p, v) for v in chapter for p in _pieces(v.text, int(SECONDS[1] * RATES[0] / 60))]
         groups: list[tuple[list[tuple[str, Verse]], str, int]] = []
         while pieces:
@@ -201,12 +202,12 @@ def _speak_chunk(chunk: list[SpokenScript]) -> list[tuple[bytes, dict, float] | 
     return out
 
 
-def _spoken(verses: list[Verse], rng: random.Random) -> Iterator[tuple[bytes, dict, float] | None]:
-    """`_speak_chunk` results in utterance order, computed by fresh worker processes a few chunks ahead."""
+def speak(scripts: Iterable[SpokenScript]) -> Iterator[tuple[bytes, dict, float] | None]:
+    """`_speak_chunk` results in script order, computed by fresh worker processes a few chunks ahead."""
     context = multiprocessing.get_context("forkserver")  # children fork from a server that never ran espeak
     context.set_forkserver_preload([__name__])
     workers = min(4, os.cpu_count() or 1)
-    stream = utterances(verses, rng)
+    stream = iter(scripts)
     chunks = iter(lambda: list(itertools.islice(stream, SYNTH_CHUNK)), [])
     pool = ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1)
     try:
@@ -231,7 +232,7 @@ def write_speech(out: Path, verses: list[Verse], seconds: float, rng: random.Ran
         shard.clear()
 
     bar = tqdm(total=seconds, unit="s", desc="speech", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}]")
-    with bar, closing(_spoken(verses, rng)) as spoken:
+    with bar, closing(speak(utterances(verses, rng))) as spoken:
         for result in spoken:
             if result is None:
                 counts["skipped"] += 1
