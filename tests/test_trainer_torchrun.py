@@ -253,3 +253,26 @@ def test_async_checkpoints_resume_exactly(corpus, straight, tmp_path):
     assert sorted(int(p.parent.name[5:]) for p in tmp_path.glob("checkpoints/step-*/.metadata")) == [2, 4, 5]
     _run(2, _args(corpus, tmp_path, "checkpoint.async_save=true"))
     assert _losses(tmp_path) == straight[1]
+
+
+def test_evaluation_during_training(corpus, tmp_path):
+    import random as random_module
+
+    from data_fixtures import WORDS
+
+    rng = random_module.Random(0)
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({
+        "id": str(i), "context": {"text": " ".join(rng.choice(WORDS) for _ in range(6))},
+        "endings": [{"text": rng.choice(WORDS)}, {"text": rng.choice(WORDS)}], "label": i % 2}) + "\n"
+        for i in range(6)))
+    run_dir = tmp_path / "run"
+    _run(2, _args(corpus, run_dir, "training.steps=4", "evaluation.interval=2", "evaluation.validation_batches=2",
+                  "training.log_interval=100",
+                  f"evaluation.sets=[{{name: toy, path: {items}, settings: [t2t]}}]",
+                  f"evaluation.validation=[{{kind: speech, path: '{corpus['speech']}'}}]"))
+    records = {json.loads(l)["step"]: json.loads(l) for l in Path(run_dir, "metrics.jsonl").read_text().splitlines()}
+    assert sorted(records) == [2, 4]
+    for step in (2, 4):
+        assert 0.0 <= records[step]["eval/toy/t2t/accuracy_sum"] <= 1.0
+        assert records[step]["val_loss"] > 0 and records[step]["val_loss_speech"] > 0

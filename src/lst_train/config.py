@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lst_train.data.config import DataConfig, validate_data
+from lst_train.evaluation.config import EvaluationConfig, validate_evaluation
 from lst_train.trainer.config import CheckpointConfig, TrainingConfig, validate_training
 
 ARCHS = ("lst", "baseline")
@@ -113,6 +114,8 @@ class Config:
     """Optimization, precision, parallelism and logging."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Distributed checkpoints in RUN_DIR/checkpoints."""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    """Evaluation sets and validation loss during training."""
     run_dir: str = "runs/debug"
     """Where the run keeps checkpoints, metrics.jsonl, TensorBoard logs and the resolved config."""
 
@@ -159,6 +162,7 @@ def validate(cfg: Config) -> None:
            f"must be one of {PATCHERS}, got {cfg.patching.strategy!r}")
     _validate_patching(cfg.patching)
     validate_training(cfg.training, cfg.checkpoint, _check)
+    validate_evaluation(cfg.evaluation, _check)
     _check(bool(cfg.run_dir), "run_dir", "must be a directory path, e.g. runs/my_run")
     validate_data(cfg.data, _check)
     if m.arch != "lst":

@@ -52,7 +52,7 @@ class MetricsWriter:
         step = record["step"]
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)):
-                self.tb.add_scalar(f"train/{key}", value, step)
+                self.tb.add_scalar(key if "/" in key else f"train/{key}", value, step)
             elif isinstance(value, dict):
                 for sub, count in value.items():
                     self.tb.add_scalar(f"{key}/{sub}", count, step)

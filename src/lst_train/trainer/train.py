@@ -11,6 +11,7 @@ import torch.distributed as dist
 from lst_train.config import Config, to_yaml
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.stats import LoaderStats
+from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.flops import batch_flops
 from lst_train.loss import IGNORE_INDEX, next_token_loss_sums
 from lst_train.model import build_model
@@ -66,6 +67,7 @@ class Trainer:
         self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main)
         self.peak = peak_flops(cfg.training.peak_tflops, self.world.device)
         self.loader_stats = LoaderStats()
+        self.evaluator = TrainingEvaluator(cfg, self.model, self.world.rank, self.world.world_size)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: batch[k].to(self.world.device, non_blocking=True) for k in BATCH_TENSORS}
@@ -137,7 +139,10 @@ class Trainer:
             self.state.step += 1
             record = {"step": self.state.step, **record,
                       **self._throughput(micro_batches, time.perf_counter() - start, wait)}
-            if self.state.step % cfg.training.log_interval == 0 or self.state.step == last:
+            evaluated = self.evaluator.due(self.state.step)
+            if evaluated:
+                record.update(self.evaluator.run())
+            if evaluated or self.state.step % cfg.training.log_interval == 0 or self.state.step == last:
                 record["skipped"] = self._skipped()
                 self.metrics.write(record)
             stop = all_reduce_max(float(preemption.requested), self.world.device) > 0

@@ -1,0 +1,40 @@
+"""Typed config of evaluation during training (the `evaluation` section)."""
+
+from dataclasses import dataclass, field
+
+from lst_train.data.config import SourceConfig
+
+SETTING_NAMES = ("s2s", "t2t", "s2t", "t2s")
+
+
+@dataclass
+class EvalSetConfig:
+    name: str = ""
+    """Name in metrics.jsonl and TensorBoard, e.g. storycloze_2way."""
+    path: str = ""
+    """Items file (jsonl, see lst_train.evaluation.items)."""
+    settings: list[str] = field(default_factory=lambda: list(SETTING_NAMES))
+    """Which of s2s, t2t, s2t, t2s to score."""
+
+
+@dataclass
+class EvaluationConfig:
+    interval: int = 0
+    """Steps between evaluations during training (0 = none)."""
+    sets: list[EvalSetConfig] = field(default_factory=list)
+    """Multiple-choice sets scored at each evaluation (every rank scores every item: keep them small)."""
+    validation: list[SourceConfig] = field(default_factory=list)
+    """Held-out sources for the validation loss per modality (same format as data.sources)."""
+    validation_batches: int = 10
+    """Batches of the validation loader per evaluation (the same batches every time)."""
+    batch_size: int = 16
+    """Rows per forward pass when scoring endings."""
+
+
+def validate_evaluation(cfg: EvaluationConfig, check) -> None:
+    check(cfg.interval >= 0, "evaluation.interval", f"must be >= 0 (0 = off), got {cfg.interval}")
+    check(cfg.validation_batches >= 1, "evaluation.validation_batches", f"must be >= 1, got {cfg.validation_batches}")
+    for i, eval_set in enumerate(cfg.sets):
+        check(bool(eval_set.name and eval_set.path), f"evaluation.sets[{i}]", "needs a name and a path")
+        bad = [s for s in eval_set.settings if s not in SETTING_NAMES]
+        check(not bad, f"evaluation.sets[{i}].settings", f"unknown {bad}; choose from {SETTING_NAMES}")

@@ -1,0 +1,75 @@
+"""Evaluation inside the training loop: multiple-choice sets and the validation loss per modality.
+
+Every rank runs the same forward passes (FSDP needs all ranks in each one): each rank scores every item and reads
+its own share of the validation data. Results are identical on every rank; rank 0 logs them.
+"""
+
+import dataclasses
+import itertools
+
+import torch
+from torch import nn
+
+from lst_train.config import Config
+from lst_train.data.dataset import build_dataloader
+from lst_train.data.skips import SkipCounter
+from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.evaluation.items import read_items
+from lst_train.evaluation.prompts import PromptBuilder
+from lst_train.evaluation.scoring import evaluate
+from lst_train.loss import next_token_loss_sums
+
+
+class TrainingEvaluator:
+    def __init__(self, cfg: Config, model: nn.Module, rank: int, world_size: int):
+        self.cfg, self.model = cfg, model
+        self.rank, self.world_size = rank, world_size
+        self.skips = SkipCounter()
+        self.sets = [(s, read_items(s.path, self.skips)) for s in cfg.evaluation.sets]
+        self._codec = None
+        self.builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
+                                     self.codec) if self.sets else None
+
+    def codec(self):
+        if self._codec is None:
+            from lst_train.data.speech_codec import MimiCodec
+
+            self._codec = MimiCodec(self.cfg.data.codec, self.model.vocab.n_codebooks)
+        return self._codec
+
+    def due(self, step: int) -> bool:
+        interval = self.cfg.evaluation.interval
+        return interval > 0 and step % interval == 0 and bool(self.sets or self.cfg.evaluation.validation)
+
+    @torch.no_grad()
+    def run(self) -> dict:
+        """Flat metrics: eval/SET/SETTING/accuracy_{sum,mean} and val_loss{,_text,_speech}."""
+        self.model.eval()
+        metrics = {}
+        for eval_set, items in self.sets:
+            results = evaluate(self.model, self.builder, items, eval_set.settings, self.skips,
+                               self.cfg.evaluation.batch_size)
+            for setting, result in results.items():
+                for key in ("accuracy_sum", "accuracy_mean"):
+                    metrics[f"eval/{eval_set.name}/{setting}/{key}"] = result[key]
+        if self.cfg.evaluation.validation:
+            metrics.update(self._validation_loss())
+        self.model.train()
+        return metrics
+
+    def _validation_loss(self) -> dict:
+        """The same batches every time: a fresh loader over the validation sources."""
+        data = dataclasses.replace(self.cfg.data, sources=self.cfg.evaluation.validation, num_workers=0)
+        loader = build_dataloader(dataclasses.replace(self.cfg, data=data), self.rank, self.world_size)
+        device = next(self.model.parameters()).device
+        totals = torch.zeros(6, dtype=torch.float64, device=device)
+        for batch in itertools.islice(loader, self.cfg.evaluation.validation_batches):
+            logits = self.model(batch["tokens"].to(device), batch["patch_lengths"].to(device))
+            sums = next_token_loss_sums(logits, batch["labels"].to(device), self.model.vocab)
+            totals += torch.stack([sums.total, sums.text, sums.speech, sums.n_total.double(), sums.n_text.double(),
+                                   sums.n_speech.double()]).double()
+        if torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)
+        total, text, speech, n, n_text, n_speech = totals.tolist()
+        return {"val_loss": total / n if n else None, "val_loss_text": text / n_text if n_text else None,
+                "val_loss_speech": speech / n_speech if n_speech else None}
