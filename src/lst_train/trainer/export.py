@@ -3,6 +3,7 @@ complete checkpoint, read in a single process; `load_exported(DIR)` rebuilds the
 
 import json
 import os
+import warnings
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -23,7 +24,9 @@ def export_run(run_dir: str, out_dir: str, step: int | None = None) -> str:
     step = steps[0] if step is None else step
     model = build_model(cfg.model, seed=0)
     state = model.state_dict()
-    dcp.load(state, checkpoint_id=os.path.join(checkpoint_folder(run_dir), f"step-{step}"), no_dist=True)
+    with warnings.catch_warnings():  # reading in one process is the point here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=os.path.join(checkpoint_folder(run_dir), f"step-{step}"), no_dist=True)
     os.makedirs(out_dir, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(out_dir, "model.safetensors"),
               metadata={"step": str(step)})
