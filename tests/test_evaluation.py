@@ -169,3 +169,15 @@ def test_demo_eval_set_is_spoken_held_out_and_scorable(tokenizer, tmp_path):
     model = build_model(cfg.model).eval()
     results = evaluate(model, _builder(cfg, model, tokenizer), items, ["s2s", "t2s"], SkipCounter())
     assert results["s2s"]["items"] == results["t2s"]["items"] == summary["items"]
+
+
+def test_an_untrained_model_scores_near_chance(tokenizer, tmp_path):
+    cfg = debug_config("lst", "model.vocab.text_size=300")
+    model = build_model(cfg.model, seed=1).eval()
+    rng = random.Random(2)
+    raw = [{"id": str(i), "context": {"text": " ".join(rng.choice(WORDS) for _ in range(6))},
+            "endings": [{"text": " ".join(rng.choice(WORDS) for _ in range(3))} for _ in range(2)],
+            "label": rng.randrange(2)} for i in range(60)]
+    items = read_items(_write_items(tmp_path / "i.jsonl", raw))
+    result = evaluate(model, _builder(cfg, model, tokenizer), items, ["t2t"], SkipCounter())["t2t"]
+    assert 0.3 <= result["accuracy_sum"] <= 0.7 and 0.3 <= result["accuracy_mean"] <= 0.7
