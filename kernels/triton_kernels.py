@@ -89,15 +89,22 @@ def _segment_scores(q, k_ptr, v_ptr, offsets, mask, scale):
 
 
 @triton.jit
+def _slot_block(seg, head, n_slots, n_heads, head_dim, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The head-dim range, and the offsets and mask of the k slots of one (segment, head) in [S, k, H, dh]."""
+    slots = tl.arange(0, BLOCK_K)
+    dims = tl.arange(0, BLOCK_D)
+    offsets = ((seg * n_slots + slots)[:, None] * n_heads + head) * head_dim + dims[None, :]
+    mask = (slots < n_slots)[:, None] & (dims < head_dim)[None, :]
+    return dims, offsets, mask
+
+
+@triton.jit
 def _segment_attn_fwd(q_ptr, k_ptr, v_ptr, starts_ptr, lengths_ptr, out_ptr, n_slots, n_heads, head_dim, scale,
                       BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """One program per (segment, head): online softmax of its k slots over the segment's tokens."""
     seg = tl.program_id(0)
     head = tl.program_id(1)
-    slots = tl.arange(0, BLOCK_K)
-    dims = tl.arange(0, BLOCK_D)
-    slot_offsets = ((seg * n_slots + slots)[:, None] * n_heads + head) * head_dim + dims[None, :]
-    slot_mask = (slots < n_slots)[:, None] & (dims < head_dim)[None, :]
+    dims, slot_offsets, slot_mask = _slot_block(seg, head, n_slots, n_heads, head_dim, BLOCK_K, BLOCK_D)
     q = tl.load(q_ptr + slot_offsets, mask=slot_mask, other=0.0).to(tl.float32)
     start = tl.load(starts_ptr + seg)
     length = tl.load(lengths_ptr + seg)
@@ -128,10 +135,7 @@ def _segment_attn_bwd(q_ptr, k_ptr, v_ptr, do_ptr, starts_ptr, lengths_ptr, dq_p
     token belongs to one segment, so its dk/dv rows are written by one program only (no atomics)."""
     seg = tl.program_id(0)
     head = tl.program_id(1)
-    slots = tl.arange(0, BLOCK_K)
-    dims = tl.arange(0, BLOCK_D)
-    slot_offsets = ((seg * n_slots + slots)[:, None] * n_heads + head) * head_dim + dims[None, :]
-    slot_mask = (slots < n_slots)[:, None] & (dims < head_dim)[None, :]
+    dims, slot_offsets, slot_mask = _slot_block(seg, head, n_slots, n_heads, head_dim, BLOCK_K, BLOCK_D)
     q = tl.load(q_ptr + slot_offsets, mask=slot_mask, other=0.0).to(tl.float32)
     do = tl.load(do_ptr + slot_offsets, mask=slot_mask, other=0.0).to(tl.float32)
     start = tl.load(starts_ptr + seg)
