@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lst_train.data.skips import SkipCounter
+from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import PromptBuilder
@@ -27,16 +28,7 @@ def tokenizer(tmp_path_factory):
 
 
 def _builder(cfg, model, tokenizer):
-    codec = []
-
-    def get_codec():
-        if not codec:
-            from lst_train.data.speech_codec import MimiCodec
-
-            codec.append(MimiCodec(cfg.data.codec, model.vocab.n_codebooks))
-        return codec[0]
-
-    return PromptBuilder(cfg, model.vocab, tokenizer, get_codec)
+    return PromptBuilder(cfg, model.vocab, tokenizer, LazyCodec(cfg.data.codec, model.vocab.n_codebooks))
 
 
 def _write_items(path: Path, items: list[dict]) -> str:

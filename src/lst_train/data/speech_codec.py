@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import torch
-from transformers import MimiConfig, MimiModel
 
 from lst_train.data.config import CodecConfig
 
@@ -39,6 +38,8 @@ class MimiCodec:
     """Encodes 24 kHz mono audio into [frames, n_codebooks] codes at 12.5 Hz (codebook 0 is the semantic one)."""
 
     def __init__(self, cfg: CodecConfig, n_codebooks: int):
+        from transformers import MimiConfig, MimiModel  # heavy: imported only where a codec is built
+
         self.n_codebooks = n_codebooks
         self.device = torch.device(cfg.device)
         if cfg.weights:
@@ -57,7 +58,7 @@ class MimiCodec:
 
     @staticmethod
     @torch.no_grad()
-    def _calibrate_codebooks(model: MimiModel, generator: torch.Generator) -> None:
+    def _calibrate_codebooks(model: torch.nn.Module, generator: torch.Generator) -> None:
         captured = []
 
         def capture(_module, _inputs, output):
@@ -103,3 +104,17 @@ class MimiCodec:
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """audio: float32 [samples] at `sample_rate` -> int64 [frames, n_codebooks]."""
         return self.encode_batch([audio])[0]
+
+
+class LazyCodec:
+    """A zero-argument callable giving the MimiCodec of `cfg`, built on the first call (in the process that
+    needs it: a loader worker, an evaluation)."""
+
+    def __init__(self, cfg: CodecConfig, n_codebooks: int):
+        self.cfg, self.n_codebooks = cfg, n_codebooks
+        self._codec: MimiCodec | None = None
+
+    def __call__(self) -> MimiCodec:
+        if self._codec is None:
+            self._codec = MimiCodec(self.cfg, self.n_codebooks)
+        return self._codec

@@ -18,6 +18,7 @@ from lst_train.data.packing import Piece, RowPacker, collate_rows, render
 from lst_train.data.patchers import Patcher
 from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
 from lst_train.data.skips import SkipCounter, SkipSample
+from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.token_cache import TokenCache
 from lst_train.data.utterances import DecodedRecord, Utterance, decode_record
@@ -58,15 +59,11 @@ class ReaderStream:
         self.mix_draws = 0
         self.batches = 0
         self.documents = [0] * len(self.cursors)
-        self._codec = None
+        self._mimi = LazyCodec(data.codec, self.vocab.n_codebooks)
 
     def codec(self):
         """Mimi, built on first use (in the worker process that needs it); None with data.codec.kind=units."""
-        if self._codec is None and self.cfg.data.codec.kind == "mimi":
-            from lst_train.data.speech_codec import MimiCodec
-
-            self._codec = MimiCodec(self.cfg.data.codec, self.vocab.n_codebooks)
-        return self._codec
+        return self._mimi() if self.cfg.data.codec.kind == "mimi" else None
 
     def _token_cache(self, kind: str, n_shards: int, n_readers: int) -> TokenCache | None:
         if kind != "speech" or not self.cfg.data.cache_dir:

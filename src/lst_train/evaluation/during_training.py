@@ -13,6 +13,7 @@ from torch import nn
 from lst_train.config import Config
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import SkipCounter
+from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import PromptBuilder
@@ -26,16 +27,8 @@ class TrainingEvaluator:
         self.rank, self.world_size = rank, world_size
         self.skips = SkipCounter()
         self.sets = [(s, read_items(s.path, self.skips)) for s in cfg.evaluation.sets]
-        self._codec = None
         self.builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
-                                     self.codec) if self.sets else None
-
-    def codec(self):
-        if self._codec is None:
-            from lst_train.data.speech_codec import MimiCodec
-
-            self._codec = MimiCodec(self.cfg.data.codec, self.model.vocab.n_codebooks)
-        return self._codec
+                                     LazyCodec(cfg.data.codec, model.vocab.n_codebooks)) if self.sets else None
 
     def due(self, step: int) -> bool:
         interval = self.cfg.evaluation.interval

@@ -8,6 +8,7 @@ import tempfile
 import torch
 
 from lst_train.data.skips import SkipCounter
+from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
@@ -31,19 +32,11 @@ def _run(args: argparse.Namespace) -> None:
     model, cfg = load_for_eval(args.model)
     device = torch.device(args.device)
     model.to(device)
-    codec = []
-
-    def get_codec():
-        if not codec:
-            from lst_train.data.speech_codec import MimiCodec
-
-            codec.append(MimiCodec(cfg.data.codec, model.vocab.n_codebooks))
-        return codec[0]
-
     skips = SkipCounter()
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     items = read_items(args.data, skips)[rank::world_size]  # under torchrun every rank scores its share
-    builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer), get_codec)
+    builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
+                            LazyCodec(cfg.data.codec, model.vocab.n_codebooks))
     results = evaluate(model, builder, items, settings, skips, args.batch_size)
     results["skipped"] = skips.as_dict()
     if world_size > 1:
