@@ -2,6 +2,7 @@
 
 import logging
 from collections import Counter
+from typing import Iterable
 
 LOG = logging.getLogger("lst_train.data")
 
@@ -52,6 +53,14 @@ class SkipCounter:
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+
+def merge_skip_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Sum {reason: count} dicts (from readers, ranks), sorted by reason."""
+    total: Counter[str] = Counter()
+    for part in counts:
+        total.update(part)
+    return dict(sorted(total.items()))
 
 
 class NoUsableData(RuntimeError):

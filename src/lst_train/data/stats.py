@@ -1,8 +1,9 @@
 """Aggregate the per-row stats and per-reader skip counts that batches carry, for logs and `data inspect`."""
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 from lst_train.data.patchers import KIND_NAMES, KIND_SINGLE
+from lst_train.data.skips import merge_skip_counts
 
 ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches") + tuple(
     f"{KIND_NAMES[k]}_{what}" for k in KIND_NAMES if k != KIND_SINGLE for what in ("patches", "tokens"))
@@ -29,10 +30,7 @@ class LoaderStats:
 
     @property
     def skipped(self) -> dict[str, int]:
-        total: Counter[str] = Counter()
-        for counts in self.skipped_by_reader.values():
-            total.update(counts)
-        return dict(sorted(total.items()))
+        return merge_skip_counts(self.skipped_by_reader.values())
 
     def summary(self) -> dict:
         s = self.sums

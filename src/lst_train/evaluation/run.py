@@ -7,7 +7,7 @@ import tempfile
 
 import torch
 
-from lst_train.data.skips import SkipCounter
+from lst_train.data.skips import SkipCounter, merge_skip_counts
 from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
@@ -60,13 +60,10 @@ def _combine_ranks(results: dict, settings: list[str]) -> dict:
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, results)
     dist.destroy_process_group()
-    combined = {"skipped": {}}
+    combined = {"skipped": merge_skip_counts(r["skipped"] for r in gathered)}
     for setting in settings:
         combined[setting] = with_accuracy({key: sum(r[setting][key] for r in gathered)
                                            for key in ("items", "correct_sum", "correct_mean")})
-    for r in gathered:
-        for reason, n in r["skipped"].items():
-            combined["skipped"][reason] = combined["skipped"].get(reason, 0) + n
     return combined
 
 

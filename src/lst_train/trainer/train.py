@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from lst_train.config import Config, to_yaml
 from lst_train.data.dataset import build_dataloader
+from lst_train.data.skips import merge_skip_counts
 from lst_train.data.stats import LoaderStats
 from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.flops import batch_flops
@@ -114,11 +115,7 @@ class Trainer:
     def _skipped(self) -> dict:
         gathered = [None] * self.world.world_size
         dist.all_gather_object(gathered, self.loader_stats.skipped)
-        total: dict[str, int] = {}
-        for counts in gathered:
-            for reason, n in counts.items():
-                total[reason] = total.get(reason, 0) + n
-        return total
+        return merge_skip_counts(gathered)
 
     def run(self) -> None:
         cfg = self.cfg
