@@ -53,6 +53,19 @@ def random_partition(tokens: list[int], vocab: Vocab, rng: random.Random, max_le
     return lengths
 
 
+def write_export(cfg: Config, model: torch.nn.Module, out_dir: Path) -> Path:
+    """An export directory (what `lst-train export` writes) for `model` built from `cfg`."""
+    import json
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), out_dir / "model.safetensors")
+    (out_dir / "config.json").write_text(json.dumps(OmegaConf.to_container(OmegaConf.structured(cfg))))
+    return out_dir
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from lst_train.evaluation.scoring import ending_scores, evaluate
 from lst_train.loss import labels_from_tokens, next_token_loss_sums
 from lst_train.model import build_model
 
-from conftest import debug_config
+from conftest import debug_config, write_export
 from data_fixtures import WORDS, write_tokenizer
 
 ASSETS = Path(__file__).parent / "assets" / "librivox"
@@ -114,16 +114,9 @@ def test_eval_command_one_rank_equals_two_ranks(tokenizer, tmp_path):
     import subprocess
     import sys
 
-    from omegaconf import OmegaConf
-    from safetensors.torch import save_file
-
     cfg = debug_config("lst", "model.vocab.text_size=300", f"data.tokenizer={tmp_path / 't.tiktoken'}")
     write_tokenizer(tmp_path / "t.tiktoken")
-    model = build_model(cfg.model, seed=0)
-    export = tmp_path / "export"
-    export.mkdir()
-    save_file(model.state_dict(), export / "model.safetensors")
-    (export / "config.json").write_text(json.dumps(OmegaConf.to_container(OmegaConf.structured(cfg))))
+    export = write_export(cfg, build_model(cfg.model, seed=0), tmp_path / "export")
     rng = random.Random(1)
     data = _write_items(tmp_path / "i.jsonl", [
         {"id": str(i), "context": {"text": " ".join(rng.choice(WORDS) for _ in range(5))},

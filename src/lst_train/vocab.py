@@ -6,6 +6,7 @@ specials <bos> <eos> <pad> <t> <s>. <eos> ends a document inside a packed row; <
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,6 +63,16 @@ class Vocab:
         if not 0 <= code < self.speech_codebook_size or not 0 <= codebook < self.n_codebooks:
             raise ValueError(f"speech code {code} / codebook {codebook} outside the vocabulary")
         return self.speech_start + codebook * self.speech_codebook_size + code
+
+    def speech_ids(self, codes: np.ndarray) -> list[int]:
+        """Codec frames int [frames, n_codebooks] -> token ids, frame-major."""
+        return (codes + self.speech_start + self.speech_codebook_size * np.arange(codes.shape[1])).reshape(-1).tolist()
+
+    def speech_codes(self, ids: list[int]) -> np.ndarray:
+        """Frame-major speech ids -> codes int64 [frames, n_codebooks] (an unfinished last frame is dropped)."""
+        per_frame = self.n_codebooks
+        whole = np.asarray(ids[: len(ids) // per_frame * per_frame], dtype=np.int64).reshape(-1, per_frame)
+        return (whole - self.speech_start) % self.speech_codebook_size
 
     def is_speech(self, ids: Tensor) -> Tensor:
         return (ids >= self.speech_start) & (ids < self.speech_end)

@@ -8,8 +8,6 @@ document's own RNG (seeded by its identity and epoch), so every epoch resamples 
 import random
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from lst_train.data.config import InterleaveConfig
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.utterances import Utterance
@@ -37,9 +35,7 @@ class Document:
 
 def speech_tokens(utterance: Utterance, start: int, end: int, vocab: Vocab) -> list[int]:
     """Frames [start, end) of an utterance as vocabulary ids, frame-major."""
-    frames = utterance.frames[start:end]
-    codebook_offsets = vocab.speech_start + vocab.speech_codebook_size * np.arange(frames.shape[1])
-    return (frames + codebook_offsets).reshape(-1).tolist()
+    return vocab.speech_ids(utterance.frames[start:end])
 
 
 def _speech_span(utterance: Utterance, start: int, end: int, first_word: int, last_word: int,

@@ -105,6 +105,12 @@ class MimiCodec:
         """audio: float32 [samples] at `sample_rate` -> int64 [frames, n_codebooks]."""
         return self.encode_batch([audio])[0]
 
+    @torch.inference_mode()
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """int64 [frames, n_codebooks] -> float32 audio [samples] at `sample_rate` (Mimi's decoder)."""
+        audio_codes = torch.from_numpy(np.ascontiguousarray(codes.T))[None].to(self.device)
+        return self.model.decode(audio_codes).audio_values[0, 0].float().cpu().numpy()
+
 
 class LazyCodec:
     """A zero-argument callable giving the MimiCodec of `cfg`, built on the first call (in the process that

@@ -52,13 +52,17 @@ class PatchPooling(nn.Module):
         """token_states [B, T, d] -> patch vectors [B, P, k·d]."""
         batch, seq_len, dim = token_states.shape
         n_patches = layout.patch_positions.shape[1]
-        flat = token_states.reshape(batch * seq_len, dim)
-        pooled = lst_kernels.segment_pool(flat, layout.seg_lengths, self.mode)
-        slots = self.init_projection(pooled).view(-1, self.n_slots, dim)  # [B*P, k, d]
-        q, k, v = self.cross_attention.project(slots, flat)
-        attended = lst_kernels.segment_cross_attention(q, k, v, layout.seg_lengths)
-        slots = slots + self.cross_attention.output(attended)
+        slots = self.pool(token_states.reshape(batch * seq_len, dim), layout.seg_lengths)
         return slots.reshape(batch, n_patches, self.n_slots * dim)
+
+    def pool(self, flat: Tensor, seg_lengths: Tensor) -> Tensor:
+        """flat [N, d] cut into segments of `seg_lengths` [S] -> slots [S, k, d]."""
+        dim = flat.shape[-1]
+        pooled = lst_kernels.segment_pool(flat, seg_lengths, self.mode)
+        slots = self.init_projection(pooled).view(-1, self.n_slots, dim)
+        q, k, v = self.cross_attention.project(slots, flat)
+        attended = lst_kernels.segment_cross_attention(q, k, v, seg_lengths)
+        return slots + self.cross_attention.output(attended)
 
 
 class PatchUnpooling(nn.Module):
@@ -73,9 +77,14 @@ class PatchUnpooling(nn.Module):
     def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout) -> Tensor:
         """token_states [B, T, d], global_states [B, P, k·d] -> the residual update [B, T, d]."""
         batch, seq_len, dim = token_states.shape
-        slots = global_states.reshape(-1, self.n_slots, dim)  # [B*P, k, d]
-        q, k, v = self.cross_attention.project(token_states.reshape(batch * seq_len, dim), slots)
-        attended = lst_kernels.range_cross_attention(
-            q, k, v, layout.unpool_first, layout.unpool_last, self.window
-        )
-        return self.cross_attention.output(attended).view(batch, seq_len, dim)
+        update = self.attend(token_states.reshape(batch * seq_len, dim), global_states,
+                             layout.unpool_first, layout.unpool_last)
+        return update.view(batch, seq_len, dim)
+
+    def attend(self, queries: Tensor, global_states: Tensor, first: Tensor, last: Tensor) -> Tensor:
+        """queries [N, d] read the slots of global patches first[n]..last[n] of `global_states` [..., k·d]
+        (flattened over rows) -> the residual update [N, d]."""
+        slots = global_states.reshape(-1, self.n_slots, queries.shape[-1])  # [B*P, k, d]
+        q, k, v = self.cross_attention.project(queries, slots)
+        attended = lst_kernels.range_cross_attention(q, k, v, first, last, self.window)
+        return self.cross_attention.output(attended)

@@ -32,6 +32,29 @@ class RotaryEmbedding:
         return rotated.to(x.dtype)
 
 
+class KVCache:
+    """Keys and values [B, H, L, dh] of the positions one attention layer has decoded so far (generation)."""
+
+    def __init__(self):
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: Tensor, v: Tensor, window: int) -> tuple[Tensor, Tensor]:
+        """Add the new positions; returns the keys and values they attend to (the last `window`, 0 = all)."""
+        self.k = k if self.k is None else torch.cat((self.k, k), dim=2)
+        self.v = v if self.v is None else torch.cat((self.v, v), dim=2)
+        if window > 0:
+            return self.k[:, :, -window:], self.v[:, :, -window:]
+        return self.k, self.v
+
+    def truncate(self, length: int) -> None:
+        """Forget every position from `length` on (to recompute them)."""
+        self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, n_heads: int):
         super().__init__()
@@ -50,6 +73,16 @@ class SelfAttention(nn.Module):
         v = self.wv(x).view(shape).transpose(1, 2)
         out = masked_attention(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(batch, length, -1))
+
+    def decode(self, x: Tensor, rope: RotaryEmbedding, cache: KVCache, window: int) -> Tensor:
+        """One new position x [B, 1, D] of a single document, attending to the cached ones and itself."""
+        batch = x.shape[0]
+        shape = (batch, 1, self.n_heads, self.head_dim)
+        q = rope.apply(self.wq(x).view(shape)).transpose(1, 2)
+        k = rope.apply(self.wk(x).view(shape)).transpose(1, 2)
+        k, v = cache.append(k, self.wv(x).view(shape).transpose(1, 2), window)
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.wo(out.transpose(1, 2).reshape(batch, 1, -1))
 
 
 class FeedForward(nn.Module):
@@ -77,5 +110,10 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, rope: RotaryEmbedding, mask: Tensor) -> Tensor:
         x = x + self.attention(self.attention_norm(x), rope, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+    def decode(self, x: Tensor, rope: RotaryEmbedding, cache: KVCache, window: int) -> Tensor:
+        """The block for one new position [B, 1, D] (see SelfAttention.decode)."""
+        x = x + self.attention.decode(self.attention_norm(x), rope, cache, window)
         return x + self.feed_forward(self.ffn_norm(x))
 

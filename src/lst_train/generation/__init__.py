@@ -1,0 +1,1 @@
+"""Sampling from trained models: incremental decoding with KV caches (`lst-train generate`)."""

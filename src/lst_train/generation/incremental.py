@@ -1,0 +1,121 @@
+"""Incremental decoding of one document with KV caches, for the LST and the baseline.
+
+LST: each new token runs through the encoder and the decoder with their caches; when a patch closes it is pooled
+and takes one global step (cached too). Token t's decoder reads the global outputs of the patches before the one
+holding t+1 (as in training), so when t is computed the decoder must know whether t+1 continues t's patch. It
+assumes so while a speech patch is open and shorter than the static patch; if the next token turns out to be text
+or a special, that patch closes early, and token t's decoder is recomputed with the closed patch in view, so the
+caches always equal a full forward pass over the final partition.
+"""
+
+import torch
+from torch import Tensor
+
+from lst_train.model.baseline import InterleavedBaseline
+from lst_train.model.layers import KVCache, RotaryEmbedding
+from lst_train.model.lst import LatentSpeechTextTransformer
+
+
+def _rope(position: int, stack, theta: float, device: torch.device) -> RotaryEmbedding:
+    return RotaryEmbedding(torch.tensor([[position]], device=device), stack.dim // stack.n_heads, theta)
+
+
+class IncrementalLST:
+    """Feeds tokens one at a time (`step`) and returns the next-token logits; counts global steps."""
+
+    def __init__(self, model: LatentSpeechTextTransformer, patch_frames: int):
+        self.model, self.cfg, self.vocab = model, model.cfg, model.vocab
+        self.patch_tokens = patch_frames * self.vocab.n_codebooks
+        self.device = next(model.parameters()).device
+        self.encoder_caches = [KVCache() for _ in model.encoder.layers]
+        self.global_caches = [KVCache() for _ in model.global_transformer.layers]
+        self.decoder_caches = [KVCache() for _ in model.decoder.layers]
+        self.encoder_states: list[Tensor] = []  # [1, 1, d_local] per token
+        self.global_states: list[Tensor] = []  # [k·d_local] per closed patch
+        self.open_patch: list[int] = []  # positions of the tokens of the patch not yet closed
+        self.global_steps = 0
+
+    @property
+    def length(self) -> int:
+        return len(self.encoder_states)
+
+    @torch.no_grad()
+    def step(self, token: int) -> Tensor:
+        """Append `token`; -> float32 logits [V] predicting the token after it."""
+        speech = self.vocab.speech_start <= token < self.vocab.speech_end
+        if self.open_patch and not speech:
+            self._close_patch()
+            self._decode(self.length - 1)
+        position = self.length
+        self.encoder_states.append(self._encode(token, position))
+        self.open_patch.append(position)
+        if not speech or len(self.open_patch) == self.patch_tokens:
+            self._close_patch()
+        return self._decode(position)
+
+    def _encode(self, token: int, position: int) -> Tensor:
+        encoder, stack = self.model.encoder, self.cfg.encoder
+        rope = _rope(position, stack, self.cfg.rope_theta, self.device)
+        h = encoder.tok_embeddings(torch.tensor([[token]], device=self.device))
+        for layer, cache in zip(encoder.layers, self.encoder_caches):
+            h = layer.decode(h, rope, cache, stack.window)
+        return h
+
+    def _close_patch(self) -> None:
+        """Pool the open patch and take one global step with it."""
+        states = torch.cat([self.encoder_states[i] for i in self.open_patch], dim=1)[0]
+        lengths = torch.tensor([len(self.open_patch)], device=self.device)
+        h = self.model.encoder.pooling.pool(states, lengths).reshape(1, 1, -1)
+        stack = self.cfg.global_transformer
+        rope = _rope(len(self.global_states), stack, self.cfg.rope_theta, self.device)
+        for layer, cache in zip(self.model.global_transformer.layers, self.global_caches):
+            h = layer.decode(h, rope, cache, stack.window)
+        self.global_states.append(h[0, 0])
+        self.open_patch = []
+        self.global_steps += 1
+
+    def _decode(self, position: int) -> Tensor:
+        """The decoder for the token at `position` (the newest, or the one before it when recomputed)."""
+        for cache in self.decoder_caches:
+            if len(cache) > position:
+                cache.truncate(position)
+        last = len(self.global_states) - 1
+        first = max(last - self.cfg.unpool_window + 1, 0)
+        visible = torch.stack(self.global_states[first: last + 1])
+        index = torch.tensor([0, last - first], device=self.device)
+        decoder, stack = self.model.decoder, self.cfg.decoder
+        rope = _rope(position, stack, self.cfg.rope_theta, self.device)
+        h = self.encoder_states[position]
+        for layer, cache in zip(decoder.layers, self.decoder_caches):
+            h = h + layer.unpooling.attend(h[0], visible, index[:1], index[1:])[None]
+            h = layer.block.decode(h, rope, cache, stack.window)
+        return decoder.output(decoder.norm(h)).float()[0, 0]
+
+
+class IncrementalBaseline:
+    """The baseline's incremental decoder: one global step per token."""
+
+    def __init__(self, model: InterleavedBaseline):
+        self.model, self.cfg, self.vocab = model, model.cfg, model.vocab
+        self.device = next(model.parameters()).device
+        self.caches = [KVCache() for _ in model.global_transformer.layers]
+        self.length = 0
+        self.global_steps = 0
+
+    @torch.no_grad()
+    def step(self, token: int) -> Tensor:
+        stack = self.cfg.global_transformer
+        rope = _rope(self.length, stack, self.cfg.rope_theta, self.device)
+        h = self.model.tok_embeddings(torch.tensor([[token]], device=self.device))
+        for layer, cache in zip(self.model.global_transformer.layers, self.caches):
+            h = layer.decode(h, rope, cache, stack.window)
+        self.length += 1
+        self.global_steps += 1
+        return self.model.output(self.model.norm(h)).float()[0, 0]
+
+
+def incremental_decoder(model, patch_frames: int):
+    """The incremental decoder for `model` (LST: static patches of `patch_frames` speech frames)."""
+    if isinstance(model, LatentSpeechTextTransformer):
+        return IncrementalLST(model, patch_frames)
+    return IncrementalBaseline(model)
