@@ -74,7 +74,7 @@ def test_straight_run_writes_metrics_checkpoints_and_tensorboard(straight):
     assert sorted(losses) == list(range(1, 9))
     record = json.loads(Path(run_dir, "metrics.jsonl").read_text().splitlines()[-1])
     for key in ("step", "loss", "loss_text", "loss_speech", "lr", "grad_norm", "tokens_per_s", "patches_per_s",
-                "speech_seconds_per_s", "mfu", "mem_gb", "data_wait_frac", "skipped"):
+                "speech_seconds_per_s", "mfu", "mem_gb", "data_wait_frac", "tokens_seen", "flops_seen", "skipped"):
         assert key in record
     assert losses[8] < losses[1]
     assert list(Path(run_dir, "tb").glob("events.out.tfevents.*"))
@@ -88,6 +88,8 @@ def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
     assert sorted(_losses(tmp_path)) == [1, 2, 3, 4]
     _run(2, _args(corpus, tmp_path))
     assert _losses(tmp_path) == straight[1]
+    last = [json.loads(Path(run, "metrics.jsonl").read_text().splitlines()[-1]) for run in (tmp_path, straight[0])]
+    assert last[0]["flops_seen"] == last[1]["flops_seen"] > 0 and last[0]["tokens_seen"] == last[1]["tokens_seen"]
 
 
 def test_one_rank_with_two_workers_equals_two_ranks(corpus, straight, tmp_path):

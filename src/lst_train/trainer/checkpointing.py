@@ -55,19 +55,21 @@ def set_rng_state(state: dict) -> None:
 
 
 class TrainState(Stateful):
-    """Step, tokens seen and the resolved config (identical on every rank)."""
+    """Step, tokens and training FLOPs seen, and the resolved config (identical on every rank)."""
 
     def __init__(self, config_yaml: str):
         self.step = 0
         self.tokens_seen = 0
+        self.flops_seen = 0.0
         self.config_yaml = config_yaml
 
     def state_dict(self) -> dict:
         return {"step": torch.tensor(self.step), "tokens_seen": torch.tensor(self.tokens_seen),
-                "config": self.config_yaml}
+                "flops_seen": torch.tensor(self.flops_seen, dtype=torch.float64), "config": self.config_yaml}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        self.flops_seen = float(state["flops_seen"])
 
 
 def checkpoint_folder(run_dir: str) -> str:

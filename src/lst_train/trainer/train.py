@@ -106,11 +106,12 @@ class Trainer:
         flops = sum(batch_flops(self.cfg.model, b["tokens"], b["patch_lengths"]).training for b in micro_batches)
         tokens, patches, speech, flops = all_reduce_sum(stats + [float(flops)], self.world.device)
         self.state.tokens_seen += int(tokens)
+        self.state.flops_seen += flops
         return {"tokens_per_s": tokens / seconds, "patches_per_s": patches / seconds,
                 "speech_seconds_per_s": speech / seconds,
                 "mfu": flops / (seconds * self.peak * self.world.world_size) if self.peak else 0.0,
                 "mem_gb": memory_gb(self.world.device), "data_wait_frac": wait / seconds,
-                "tokens_seen": self.state.tokens_seen}
+                "tokens_seen": self.state.tokens_seen, "flops_seen": self.state.flops_seen}
 
     def _skipped(self) -> dict:
         gathered = [None] * self.world.world_size
