@@ -10,6 +10,7 @@ from lst_train.data.demo_corpus import add_data_build_demo_parser
 from lst_train.data.inspect_loader import add_data_inspect_parser
 from lst_train.data.skips import NoUsableData
 from lst_train.data.text_tokenizer import add_tokenizer_parser
+from lst_train.evaluation.convert import convert_main
 from lst_train.evaluation.demo_eval import add_data_build_demo_eval_parser
 from lst_train.evaluation.run import add_eval_parser
 from lst_train.generation.run import add_generate_parser
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["eval", "convert"]:  # its own parser: `eval`'s first positional is a model path
+        return convert_main(argv[2:])
     parser = build_parser()
     # key=value overrides may follow options too (argparse stops filling a positional list at the first option).
     args, extra = parser.parse_known_args(argv)

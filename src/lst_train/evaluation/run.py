@@ -68,7 +68,8 @@ def _combine_ranks(results: dict, settings: list[str]) -> dict:
 
 
 def add_eval_parser(commands) -> None:
-    parser = commands.add_parser("eval", help="multiple-choice story completion (S→S, T→T, S→T, T→S)")
+    parser = commands.add_parser("eval", help="multiple-choice story completion (S→S, T→T, S→T, T→S); "
+                                "`eval convert` converts published sets")
     parser.add_argument("model", help="a run directory (latest checkpoint) or an export directory")
     parser.add_argument("--data", required=True, help="items, jsonl (see lst_train.evaluation.items)")
     parser.add_argument("--settings", default="s2s,t2t,s2t,t2s")
