@@ -24,6 +24,7 @@ REASONS = (
     "invalid_units",        # pre-computed units that are not integers in the codebook range, or no frame rate
     "missing_text",         # a text record without a non-empty "text" string
     "missing_audio",        # an evaluation item without the audio a spoken setting needs
+    "unsplit_audio",        # a spoken story pair with no consistent context/ending pause (eval convert)
 )
 
 
