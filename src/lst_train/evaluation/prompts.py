@@ -23,12 +23,15 @@ SETTINGS = {"s2s": (True, True), "t2t": (False, False), "s2t": (True, False), "t
 
 
 class PromptBuilder:
-    def __init__(self, cfg: Config, vocab: Vocab, tokenizer: TextTokenizer, get_codec: Callable):
+    def __init__(self, cfg: Config, vocab: Vocab, tokenizer: TextTokenizer, get_codec: Callable,
+                 speech_cache: dict[str, Span] | None = None):
+        """`speech_cache`: audio path -> its encoded span; pass one dict to several builders of models that share
+        the codec and vocabulary (e.g. the families of a sweep) to run Mimi once per file."""
         self.cfg, self.vocab, self.tokenizer, self.get_codec = cfg, vocab, tokenizer, get_codec
         self.aligned = cfg.patching.strategy == "aligned"
         patching = dataclasses.replace(cfg.patching, strategy="aligned" if self.aligned else "static")
         self.patcher = Patcher(patching, cfg.training.steps) if cfg.model.arch == "lst" else None
-        self._speech: dict[str, Span] = {}
+        self._speech: dict[str, Span] = {} if speech_cache is None else speech_cache
 
     def speech_span(self, segment: Segment) -> Span:
         """The segment's audio through the codec (cached per file); word timings when the item has them."""
