@@ -15,6 +15,7 @@ from lst_train.evaluation.demo_eval import add_data_build_demo_eval_parser
 from lst_train.evaluation.run import add_eval_parser
 from lst_train.generation.run import add_generate_parser
 from lst_train.flops import param_counts, row_flops
+from lst_train.sweeps.cli import add_sweep_parser
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
     add_tokenizer_parser(commands)
     add_eval_parser(commands)
+    add_sweep_parser(commands)
     add_generate_parser(commands)
     data = commands.add_parser("data", help="build, inspect and benchmark training data").add_subparsers(
         dest="data_command", required=True)

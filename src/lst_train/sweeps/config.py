@@ -1,0 +1,188 @@
+"""Typed config of a scaling sweep (SWEEP.yaml): families × sizes × FLOP budgets, the control mode, launchers.
+
+Loaded like a recipe: unknown keys, wrong types and inconsistent values are one `ConfigError` line naming the key
+and the fix, raised before anything runs.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lst_train.config import ConfigError, _error_line
+
+CONTROLS = ("compute", "units", "data")
+ACCURACIES = ("accuracy_mean", "accuracy_sum")
+FIT_POINTS = ("frontier", "all")
+LOSSES = ("loss", "loss_text", "loss_speech", "val_loss", "val_loss_text", "val_loss_speech")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass
+class FamilyConfig:
+    name: str = ""
+    """Name in tables and plots, e.g. baseline, lst-static4, lst-curriculum (letters, digits, . _ -)."""
+    recipe: str = ""
+    """YAML recipe the family's cells start from: architecture, patching, data, optimizer."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides on the recipe, e.g. [patching.strategy=curriculum]."""
+    tokens_per_patch: float = 0.0
+    """Raw tokens per global unit; 0 = measure it from the family's data loader (the baseline's is 1 by
+    construction, but measuring also gives the speech seconds per unit)."""
+
+
+@dataclass
+class SizeConfig:
+    name: str = ""
+    """Name in tables and plots, e.g. 420M."""
+    n_layers: int = 0
+    """Global transformer blocks."""
+    dim: int = 0
+    """Global transformer width; LST families get local widths dim / model.patch_slots."""
+    n_heads: int = 0
+    """Global attention heads."""
+    overrides: list[str] = field(default_factory=list)
+    """Extra key=value overrides of this size, e.g. [model.encoder.n_heads=8]."""
+
+
+@dataclass
+class SizeRuleConfig:
+    dims: list[int] = field(default_factory=list)
+    """Global widths, one size each (named d<dim>); empty = no rule, only `sizes`."""
+    aspect_ratio: float = 64.0
+    """Width per global layer: n_layers = round(dim / aspect_ratio)."""
+    head_dim: int = 64
+    """Width per global head: n_heads = dim / head_dim."""
+
+
+@dataclass
+class SlurmConfig:
+    template: str = "launch/slurm.sbatch"
+    """The sbatch script each cell's script is made from (its #SBATCH lines are rewritten per cell)."""
+    gpus_per_node: int = 8
+    """GPUs (ranks) per node; nodes per cell = ranks / gpus_per_node."""
+    time: str = "24:00:00"
+    """Time limit of each job (the template requeues and resumes when it runs out)."""
+    partition: str = ""
+    """#SBATCH --partition (empty = the cluster's default)."""
+    account: str = ""
+    """#SBATCH --account (empty = none)."""
+    submit: str = "sbatch"
+    """The submit command."""
+
+
+@dataclass
+class SweepConfig:
+    name: str = ""
+    """Sweep name (slurm job names start with it)."""
+    out_dir: str = ""
+    """Where the plan (configs/, plan.json, plan.txt), the runs (runs/CELL), results.csv and plots go."""
+    families: list[FamilyConfig] = field(default_factory=list)
+    """Model families: architecture + patching strategy (see FamilyConfig)."""
+    sizes: list[SizeConfig] = field(default_factory=list)
+    """Explicit global shapes."""
+    size_rule: SizeRuleConfig = field(default_factory=SizeRuleConfig)
+    """Shapes from a width/depth rule, added after `sizes`."""
+    budgets: list[float] = field(default_factory=list)
+    """Training FLOP budgets (fwd+bwd, exact counter); one cell per family, size and budget."""
+    control: str = "compute"
+    """'compute': every cell spends its budget (equal FLOPs); 'units': the reference family's steps for every
+    family (the published simpler mode: equal global units per step and equal steps); 'data': every family
+    consumes the raw tokens the reference family does with its budget."""
+    reference: str = ""
+    """Family whose steps the 'units' and 'data' modes copy (default: the first baseline family, else the first)."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides applied to every cell before the family's and the size's."""
+    ranks: int = 1
+    """Training processes per cell (the global batch is data.batch_size × grad_accum_steps × ranks)."""
+    measure_batches: int = 16
+    """Loader batches read per measured family (the curriculum is laid over them, so they span it)."""
+    speech_token_fraction: float = 0.0
+    """Unmeasured families: fraction of raw tokens that are speech, for the speech hours column."""
+    frame_rate: float = 12.5
+    """Unmeasured families: speech frames per second (Mimi: 12.5), for the speech hours column."""
+    warmup_fraction: float = 0.05
+    """Warmup steps of each cell as a fraction of its steps."""
+    evaluate_at_end: bool = True
+    """Set evaluation.interval to the cell's steps, so configured eval sets and validation run once, at the end."""
+    fit_loss: str = "loss"
+    """results.csv column the power law is fitted to: loss, loss_text, loss_speech or val_loss{,_text,_speech}."""
+    fit_points: str = "frontier"
+    """Points of the fit: 'frontier' (per budget, the size with the lowest loss: the compute-optimal frontier; needs
+    3 budgets) or 'all' (every finished cell)."""
+    accuracy: str = "accuracy_mean"
+    """Which accuracy to plot: 'accuracy_mean' (length-normalized) or 'accuracy_sum'."""
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    """The slurm executor."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def sizes_of(cfg: SweepConfig) -> list[SizeConfig]:
+    """Explicit sizes, then the rule's."""
+    rule = cfg.size_rule
+    ruled = [SizeConfig(f"d{dim}", max(1, round(dim / rule.aspect_ratio)), dim, dim // rule.head_dim)
+             for dim in rule.dims]
+    return list(cfg.sizes) + ruled
+
+
+def validate_sweep(cfg: SweepConfig) -> None:
+    _check(bool(NAME.fullmatch(cfg.name)), "name", f"must be a name of letters, digits, . _ -, got {cfg.name!r}")
+    _check(bool(cfg.out_dir), "out_dir", "must be a directory, e.g. runs/sweeps/demo")
+    _check(bool(cfg.families), "families", "empty; list at least one {name, recipe}")
+    for i, family in enumerate(cfg.families):
+        _check(bool(NAME.fullmatch(family.name)), f"families[{i}].name",
+               f"must be a name of letters, digits, . _ -, got {family.name!r}")
+        _check(Path(family.recipe).is_file(), f"families[{i}].recipe", f"no file {family.recipe!r}")
+        _check(family.tokens_per_patch >= 0, f"families[{i}].tokens_per_patch", "must be >= 0 (0 = measure)")
+    names = [f.name for f in cfg.families]
+    _check(len(set(names)) == len(names), "families", f"names must be unique, got {names}")
+    _check(not cfg.reference or cfg.reference in names, "reference", f"must be one of {names}, got {cfg.reference!r}")
+    rule = cfg.size_rule
+    _check(rule.aspect_ratio > 0, "size_rule.aspect_ratio", f"must be > 0, got {rule.aspect_ratio}")
+    _check(rule.head_dim > 0 and all(d > 0 and d % rule.head_dim == 0 for d in rule.dims), "size_rule.dims",
+           f"every width must be a positive multiple of size_rule.head_dim={rule.head_dim}, got {rule.dims}")
+    sizes = sizes_of(cfg)
+    _check(bool(sizes), "sizes", "empty; list {name, n_layers, dim, n_heads} or set size_rule.dims")
+    for i, size in enumerate(cfg.sizes):
+        _check(bool(NAME.fullmatch(size.name)), f"sizes[{i}].name",
+               f"must be a name of letters, digits, . _ -, got {size.name!r}")
+        _check(min(size.n_layers, size.dim, size.n_heads) >= 1, f"sizes[{i}]",
+               "needs n_layers, dim and n_heads >= 1")
+    size_names = [s.name for s in sizes]
+    _check(len(set(size_names)) == len(size_names), "sizes", f"names must be unique, got {size_names}")
+    _check(bool(cfg.budgets) and all(b > 0 for b in cfg.budgets), "budgets",
+           f"must be a non-empty list of positive FLOP counts, e.g. [1e12, 3e12], got {cfg.budgets}")
+    _check(cfg.control in CONTROLS, "control", f"must be one of {CONTROLS}, got {cfg.control!r}")
+    _check(cfg.ranks >= 1, "ranks", f"must be >= 1, got {cfg.ranks}")
+    _check(cfg.measure_batches >= 1, "measure_batches", f"must be >= 1, got {cfg.measure_batches}")
+    _check(0 <= cfg.speech_token_fraction <= 1, "speech_token_fraction", "must be in [0, 1]")
+    _check(cfg.frame_rate > 0, "frame_rate", f"must be > 0, got {cfg.frame_rate}")
+    _check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {cfg.warmup_fraction}")
+    _check(cfg.fit_loss in LOSSES, "fit_loss", f"must be one of {LOSSES}, got {cfg.fit_loss!r}")
+    _check(cfg.fit_points in FIT_POINTS, "fit_points", f"must be one of {FIT_POINTS}, got {cfg.fit_points!r}")
+    _check(cfg.accuracy in ACCURACIES, "accuracy", f"must be one of {ACCURACIES}, got {cfg.accuracy!r}")
+    _check(cfg.slurm.gpus_per_node >= 1, "slurm.gpus_per_node", f"must be >= 1, got {cfg.slurm.gpus_per_node}")
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Read SWEEP.yaml onto the defaults and validate it."""
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the sweep ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepConfig), raw))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_error_line(err, str(path))) from None
+    validate_sweep(cfg)
+    return cfg

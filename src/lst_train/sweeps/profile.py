@@ -1,0 +1,56 @@
+"""What one global unit of a family's data holds (raw tokens, speech seconds), and FLOPs per row from it.
+
+Measured: a few batches of the family's real loader (one reader), FLOPs from the exact counter over those very
+batches (padding and document boundaries included, as the trainer counts them). Given in the sweep file: rows of
+round(units × tokens_per_patch) tokens as one document, no padding.
+"""
+
+import itertools
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from lst_train.config import Config, ModelConfig
+from lst_train.data.dataset import build_dataloader
+from lst_train.data.stats import LoaderStats
+from lst_train.flops import batch_flops, row_flops
+
+
+@dataclass
+class DataProfile:
+    tokens_per_unit: float
+    """Raw (non-pad) tokens per global unit: 1 for the baseline, mean tokens per patch for the LST."""
+    speech_seconds_per_unit: float
+    """Seconds of speech per global unit."""
+    source: str
+    """Where the numbers come from, for the plan table."""
+    batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    """Measured (tokens, patch_lengths) batches; empty when given."""
+
+    def row_flops(self, model: ModelConfig, units: int) -> float:
+        """Training FLOPs (fwd+bwd) of one packed row of `units` global units."""
+        if not self.batches:
+            return float(row_flops(model, round(units * self.tokens_per_unit), units).training)
+        total = sum(batch_flops(model, tokens, lengths).training for tokens, lengths in self.batches)
+        return total / sum(tokens.shape[0] for tokens, _ in self.batches)
+
+
+def measure(cfg: Config, n_batches: int) -> DataProfile:
+    """Read `n_batches` batches of the family's loader; the curriculum (if any) is laid over exactly them."""
+    cfg.training.steps, cfg.training.grad_accum_steps, cfg.training.warmup_steps = n_batches, 1, 0
+    cfg.data.num_workers = 0
+    stats = LoaderStats()
+    batches = []
+    for batch in itertools.islice(build_dataloader(cfg), n_batches):
+        stats.update(batch)
+        batches.append((batch["tokens"], batch["patch_lengths"]))
+    s = stats.summary()
+    return DataProfile(s["tokens"] / s["patches"], s["speech_seconds"] / s["patches"],
+                       f"measured over {n_batches} loader batches", batches)
+
+
+def given(tokens_per_patch: float, speech_token_fraction: float, frame_rate: float, n_codebooks: int) -> DataProfile:
+    """From the sweep file: each raw token is speech with probability `speech_token_fraction`."""
+    seconds_per_token = speech_token_fraction / (frame_rate * n_codebooks)
+    return DataProfile(tokens_per_patch, tokens_per_patch * seconds_per_token,
+                       f"sweep file: {tokens_per_patch} tokens per unit")
