@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the demo corpus needs: espeak-ng (speech with word timings) and bible-kjv (public-domain text).
 SYSTEM_PACKAGES := espeak-ng bible-kjv
 
-.PHONY: install system-deps test bench
+# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 25 min on 2 cores).
+DEMO_SCALE ?= 1
+
+.PHONY: install system-deps demo test bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,6 +28,11 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq$$missing; \
 		else echo "missing Debian packages; run: sudo apt-get install -y$$missing"; fi; \
 	fi
+
+demo: $(STAMP) system-deps
+	@for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || \
+		{ echo "make demo needs the Debian package $$pkg: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; }; done
+	$(PY) -m lst_train demo --scale $(DEMO_SCALE) --out demo_out
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest tests

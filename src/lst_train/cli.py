@@ -10,6 +10,7 @@ from lst_train.data.demo_corpus import add_data_build_demo_parser
 from lst_train.data.inspect_loader import add_data_inspect_parser
 from lst_train.data.skips import NoUsableData
 from lst_train.data.text_tokenizer import add_tokenizer_parser
+from lst_train.demo.pipeline import add_demo_parser
 from lst_train.evaluation.convert import convert_main
 from lst_train.evaluation.demo_eval import add_data_build_demo_eval_parser
 from lst_train.evaluation.run import add_eval_parser
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(commands)
     add_sweep_parser(commands)
     add_generate_parser(commands)
+    add_demo_parser(commands)
     data = commands.add_parser("data", help="build, inspect and benchmark training data").add_subparsers(
         dest="data_command", required=True)
     add_data_build_demo_parser(data)

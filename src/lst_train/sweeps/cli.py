@@ -23,7 +23,7 @@ def _launch(args: argparse.Namespace) -> None:
 
     plan = plan_sweep(load_sweep(args.sweep))
     write_plan(plan)
-    outcomes = launch(plan, args.executor, args.dry_run, args.parallel)
+    outcomes = launch(plan, args.executor, args.dry_run, args.parallel, stream=not args.quiet)
     failed = [o.cell.name for o in outcomes if o.state == "failed"]
     if failed:
         print(f"lst-train: {len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -71,3 +71,6 @@ def add_sweep_parser(commands) -> None:
                                     "one sbatch per cell from slurm.template")
             stage.add_argument("--dry-run", action="store_true", help="print the commands or sbatch scripts only")
             stage.add_argument("--parallel", type=int, default=1, help="local/torchrun: cells run at once")
+            stage.add_argument("--quiet", action="store_true",
+                               help="local/torchrun: do not echo the trainers' progress lines (RUN_DIR/launch.log "
+                                    "has everything)")

@@ -15,6 +15,7 @@ from lst_train.sweeps.plan import Cell, Plan
 from lst_train.trainer.checkpointing import complete_steps
 
 EXECUTORS = ("local", "torchrun", "slurm")
+TRAINER_LOG = re.compile(r" lst_train\.\w+: ")
 
 
 @dataclass
@@ -40,12 +41,19 @@ def train_command(sweep: SweepConfig, executor: str, config: str) -> list[str]:
             "-m", "lst_train", "train", config]
 
 
-def _run_cell(sweep: SweepConfig, executor: str, launch: CellLaunch, out) -> CellLaunch:
+def _run_cell(sweep: SweepConfig, executor: str, launch: CellLaunch, out, stream: bool) -> CellLaunch:
+    """Run one cell, its output into RUN_DIR/launch.log; with `stream`, the trainer's own log lines (start, resume,
+    steps, evaluations; not library warnings) also go to `out`, prefixed with the cell."""
     os.makedirs(launch.cell.run_dir, exist_ok=True)
     log = os.path.join(launch.cell.run_dir, "launch.log")
     with open(log, "a") as f:
-        code = subprocess.run(train_command(sweep, executor, launch.cell.config), stdout=f,
-                              stderr=subprocess.STDOUT).returncode
+        process = subprocess.Popen(train_command(sweep, executor, launch.cell.config), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            f.write(line)
+            if stream and TRAINER_LOG.search(line):
+                out(f"{launch.cell.name}: {line.rstrip()}")
+        code = process.wait()
     launch.state = "done" if code == 0 else "failed"
     out(f"{launch.cell.name}: {launch.state}" + ("" if code == 0 else f" (exit {code}; see {log})"))
     return launch
@@ -98,8 +106,10 @@ def _submit(sweep: SweepConfig, launches: list[CellLaunch], dry_run: bool, out) 
         out(f"{launch.cell.name}: {launch.state}: {(result.stdout + result.stderr).strip()}")
 
 
-def launch(plan: Plan, executor: str, dry_run: bool = False, parallel: int = 1, out=print) -> list[CellLaunch]:
-    """Run (or submit) every unfinished cell of a written plan; returns each cell's outcome."""
+def launch(plan: Plan, executor: str, dry_run: bool = False, parallel: int = 1, out=print,
+           stream: bool = False) -> list[CellLaunch]:
+    """Run (or submit) every unfinished cell of a written plan; returns each cell's outcome. `stream`: show the
+    trainers' progress lines through `out` as they come."""
     sweep = plan.sweep
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: must be one of {EXECUTORS}, got {executor!r}")
@@ -120,5 +130,5 @@ def launch(plan: Plan, executor: str, dry_run: bool = False, parallel: int = 1, 
             out(" ".join(train_command(sweep, executor, launch.cell.config)))
     else:
         with ThreadPoolExecutor(parallel) as pool:
-            list(pool.map(lambda launch: _run_cell(sweep, executor, launch, out), todo))
+            list(pool.map(lambda launch: _run_cell(sweep, executor, launch, out, stream), todo))
     return launches

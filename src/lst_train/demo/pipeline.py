@@ -1,0 +1,135 @@
+"""`lst-train demo [--scale S] [--out demo_out]`: the whole story on one machine.
+
+1. the offline demo corpus (KJV text, espeak-ng speech with word timings, a BPE file);
+2. a held-out StoryCloze-like evaluation set, spoken;
+3. the sweep in recipes/sweep_make_demo.yaml (baseline, LST static-4, LST curriculum at equal training FLOPs), planned;
+4. trained under torchrun (2 ranks by default), streaming the training logs;
+5. every family scored in S→S, T→T, S→T, T→S; report.md with the tables and plots.
+Re-running reuses what is finished (corpus, evaluation set, finished runs) and resumes an interrupted run.
+`--scale` multiplies the corpus, the evaluation set and the FLOP budget.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from lst_train.data.demo_corpus import build_demo_corpus
+from lst_train.demo.evaluate import evaluate_runs
+from lst_train.demo.report import write_report
+from lst_train.evaluation.demo_eval import build_demo_eval
+from lst_train.sweeps.collect import collect
+from lst_train.sweeps.config import load_sweep, validate_sweep
+from lst_train.sweeps.launch import launch
+from lst_train.sweeps.plan import format_table, plan_sweep, write_plan
+
+DEFAULT_SWEEP = "recipes/sweep_make_demo.yaml"  # relative to the repository root, like the recipes it names
+SPEECH_MINUTES = 20.0
+EVAL_ITEMS = 40
+
+
+def _stage(number: int, title: str) -> None:
+    print(f"\n=== [{number}/5] {title} ===", flush=True)
+
+
+def _reusable(path: str, wanted: dict) -> bool:
+    """Whether `path`/manifest.json exists and matches `wanted` (anything else is rebuilt from scratch)."""
+    manifest = os.path.join(path, "manifest.json")
+    if not os.path.isfile(manifest):
+        return False
+    with open(manifest) as f:
+        found = json.load(f)
+    return all(found.get(k) == v for k, v in wanted.items())
+
+
+def demo_corpus(path: str, minutes: float) -> None:
+    if _reusable(path, {"minutes": minutes}):
+        print(f"reusing {path} ({minutes:g} min of speech)")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    build_demo_corpus(Path(path), minutes=minutes)
+
+
+def demo_eval_set(path: str, items: int) -> str:
+    if not _reusable(path, {"items": items}):
+        shutil.rmtree(path, ignore_errors=True)
+        build_demo_eval(Path(path), n_items=items)
+        with open(os.path.join(path, "manifest.json"), "w") as f:
+            json.dump({"items": items}, f)
+    else:
+        print(f"reusing {path} ({items} items)")
+    return os.path.join(path, "storycloze_2way.jsonl")
+
+
+def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int):
+    """The sweep file, pointed at this demo's data and output, its budgets times `scale`."""
+    sweep = load_sweep(sweep_file)
+    data = os.path.join(out, "data")
+    speech, text = f"'{data}/speech/*.tar'", f"'{data}/text/*.jsonl.zst'"
+    # A third of the documents each: interleaved, speech only, text, so that speech is ~half the tokens.
+    sources = (f"[{{kind: speech, path: {speech}, weight: 1.0, sequence: interleaved}}, "
+               f"{{kind: speech, path: {speech}, weight: 1.0, sequence: speech}}, "
+               f"{{kind: text, path: {text}, weight: 1.0}}]")
+    overrides = [f"data.sources={sources}", f"data.tokenizer={data}/tokenizer.tiktoken",
+                 f"data.cache_dir={os.path.join(out, 'cache')}"]
+    sweep = dataclasses.replace(sweep, out_dir=os.path.join(out, "sweep"), ranks=ranks,
+                                budgets=[b * scale for b in sweep.budgets], overrides=sweep.overrides + overrides)
+    validate_sweep(sweep)
+    return sweep
+
+
+def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEFAULT_SWEEP) -> str:
+    """Runs every stage; returns the report's path."""
+    start = time.perf_counter()
+    os.makedirs(out, exist_ok=True)
+    minutes = round(max(1.0, SPEECH_MINUTES * scale), 1)
+    _stage(1, f"demo corpus: {minutes:g} min of speech, KJV text")
+    demo_corpus(os.path.join(out, "data"), minutes)
+    n_items = max(4, round(EVAL_ITEMS * scale))
+    _stage(2, f"evaluation set: {n_items} held-out stories, spoken")
+    items = demo_eval_set(os.path.join(out, "eval"), n_items)
+    _stage(3, "plan: equal training FLOPs per family (exact counter)")
+    sweep = demo_sweep(sweep_file, out, scale, ranks)
+    plan = plan_sweep(sweep)
+    write_plan(plan)
+    table = format_table(plan)
+    print(table, flush=True)
+    _stage(4, f"train: {len(plan.cells)} runs, {ranks} rank(s) each under torchrun")
+    launches = launch(plan, "torchrun" if ranks > 1 else "local", stream=True)
+    failed = [x.cell.name for x in launches if x.state == "failed"]
+    if failed:
+        raise SystemExit(f"lst-train demo: training failed for {failed}; see {sweep.out_dir}/runs/CELL/launch.log")
+    rows = collect(sweep)
+    for row, cell in zip(rows, plan.cells):
+        row["run_dir"] = cell.run_dir
+    _stage(5, "evaluate S→S, T→T, S→T, T→S and write the report")
+    accuracies = evaluate_runs({cell.family: cell.run_dir for cell in plan.cells}, items)
+    minutes_taken = (time.perf_counter() - start) / 60
+    header = [f"Scale {scale:g}: {minutes:g} min of speech, {n_items} evaluation stories, {ranks} rank(s) per run, "
+              f"{os.cpu_count()} CPU cores; the whole demo took {minutes_taken:.1f} min.",
+              f"Families: {', '.join(f.name for f in sweep.families)}; control: {sweep.control} "
+              f"(budget {', '.join(f'{b:.3g}' for b in sweep.budgets)} FLOPs)."]
+    tensorboard = f"tensorboard --logdir {os.path.join(sweep.out_dir, 'runs')}"
+    report = write_report(out, header, table, rows, accuracies, 2, tensorboard)
+    print(f"\nreport: {report}\nTensorBoard logs: {os.path.join(sweep.out_dir, 'runs')}/*/tb — view them with\n"
+          f"  .venv/bin/{tensorboard}\nthen open http://localhost:6006")
+    return report
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.scale <= 0:
+        raise SystemExit(f"lst-train demo: --scale must be > 0, got {args.scale}")
+    run_demo(args.out, args.scale, args.ranks, args.sweep)
+
+
+def add_demo_parser(commands) -> None:
+    parser = commands.add_parser("demo", help="corpus, eval set, baseline vs LST at equal FLOPs, report")
+    parser.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("DEMO_SCALE", 1.0)),
+                        help="multiplies corpus, evaluation set and FLOP budget (default $DEMO_SCALE or 1)")
+    parser.add_argument("--ranks", type=int, default=2, help="torchrun ranks per run (default 2)")
+    parser.add_argument("--sweep", default=DEFAULT_SWEEP, help=f"the sweep file (default {DEFAULT_SWEEP})")
+    parser.set_defaults(run=_run)

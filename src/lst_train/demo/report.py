@@ -1,0 +1,97 @@
+"""The demo's report: demo_out/report.md with the results and accuracy tables, and two PNG plots."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lst_train.evaluation.prompts import SETTINGS  # noqa: E402
+from lst_train.sweeps.collect import read_metrics  # noqa: E402
+
+SETTING_TITLES = {"s2s": "S→S", "t2t": "T→T", "s2t": "S→T", "t2s": "T→S"}
+LOSSES = (("loss", "all tokens"), ("loss_text", "text tokens"), ("loss_speech", "speech tokens"))
+
+
+def _number(value, spec: str = ".4g") -> str:
+    return "-" if value is None or value == "" else format(value, spec)
+
+
+def loss_curves_plot(rows: list[dict], path: str) -> None:
+    """Training loss vs FLOPs seen (exact, all ranks) per family: overall, text and speech tokens."""
+    fig, axes = plt.subplots(1, len(LOSSES), figsize=(13, 3.8))
+    for i, row in enumerate(rows):
+        records = [r for r in read_metrics(row["run_dir"]) if r.get("flops_seen")]
+        for ax, (key, _) in zip(axes, LOSSES):
+            points = [(r["flops_seen"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), "o-", markersize=3, color=f"C{i}", label=row["family"])
+    for ax, (key, title) in zip(axes, LOSSES):
+        ax.set(xscale="log", xlabel="training FLOPs", ylabel=key, title=f"training loss, {title}")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def accuracy_plot(accuracies: dict, n_endings: int, path: str) -> None:
+    """Accuracy (per-token mean) per setting, one bar per family, with the chance level."""
+    families = list(accuracies)
+    width = 0.8 / max(len(families), 1)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, family in enumerate(families):
+        values = [accuracies[family][s]["accuracy_mean"] or 0.0 for s in SETTINGS]
+        ax.bar([k + i * width for k in range(len(SETTINGS))], values, width, color=f"C{i}", label=family)
+    ax.axhline(1 / n_endings, color="gray", linestyle="--", label="chance")
+    ax.set_xticks([k + width * (len(families) - 1) / 2 for k in range(len(SETTINGS))],
+                  [SETTING_TITLES[s] for s in SETTINGS])
+    ax.set(ylim=(0, 1), ylabel="accuracy", title=f"story completion, {n_endings}-way")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def results_table(rows: list[dict]) -> list[str]:
+    lines = ["| family | params (total / global) | training FLOPs | steps | raw tokens | speech hours | global units "
+             "| loss | text loss | speech loss | speech s/s | tokens/s |", "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['family']} | {r['params_total'] / 1e6:.2f}M / {r['params_global'] / 1e6:.2f}M "
+            f"| {_number(r['flops'], '.3e')} | {r['steps_done']} | {_number(r['tokens'], ',.0f')} "
+            f"| {_number(r['speech_hours'], '.3f')} | {_number(r['global_units'], ',.0f')} | {_number(r['loss'])} "
+            f"| {_number(r['loss_text'])} | {_number(r['loss_speech'])} | {_number(r['speech_seconds_per_s'], '.1f')} "
+            f"| {_number(r['tokens_per_s'], ',.0f')} |")
+    return lines
+
+
+def accuracy_table(accuracies: dict) -> list[str]:
+    head = " | ".join(f"{SETTING_TITLES[s]} mean / sum" for s in SETTINGS)
+    lines = [f"| family | {head} |", "|" + "---|" * (len(SETTINGS) + 1)]
+    for family, result in accuracies.items():
+        cells = " | ".join(f"{_number(result[s]['accuracy_mean'], '.3f')} / {_number(result[s]['accuracy_sum'], '.3f')}"
+                           for s in SETTINGS)
+        lines.append(f"| {family} | {cells} |")
+    items = {s: next(iter(accuracies.values()))[s]["items"] for s in SETTINGS} if accuracies else {}
+    lines.append("")
+    lines.append("Items per setting: " + ", ".join(f"{SETTING_TITLES[s]} {n}" for s, n in items.items()) + ".")
+    return lines
+
+
+def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[dict], accuracies: dict,
+                 n_endings: int, tensorboard: str) -> str:
+    """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path."""
+    loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
+    accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
+    lines = ["# lst_train demo: baseline vs LST at equal training FLOPs", "", *header, "",
+             "## Results (final training losses: mean of the last 10% of logged steps)", "", *results_table(rows), "",
+             f"## Story completion ({n_endings}-way, held-out text; accuracy with the per-token mean / the summed "
+             "log-likelihood of the ending)", "", *accuracy_table(accuracies), "",
+             "![training loss vs FLOPs](loss_vs_flops.png)", "", "![accuracy per setting](accuracy.png)", "",
+             "## Plan (`lst-train sweep plan`)", "", "```", plan_table, "```", "",
+             "## TensorBoard", "", f"`{tensorboard}`", ""]
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path

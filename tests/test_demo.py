@@ -1,0 +1,44 @@
+"""`make demo`'s pipeline at the smallest scale: corpus, eval set, 3 families under torchrun, evaluation, report."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lst_train.data import demo_corpus, espeak
+
+REPO = Path(__file__).resolve().parents[1]
+
+try:
+    espeak.sample_rate()
+    demo_corpus.read_kjv()
+except (espeak.EspeakMissing, OSError) as err:
+    pytest.skip(f"the demo needs espeak-ng and bible-kjv ({err})", allow_module_level=True)
+
+
+def test_demo_at_the_smallest_scale_writes_the_whole_report(tmp_path):
+    out = tmp_path / "demo_out"
+    result = subprocess.run([sys.executable, "-m", "lst_train", "demo", "--scale", "0.01", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for stage in range(1, 6):
+        assert f"=== [{stage}/5]" in result.stdout
+    assert re.search(r"lst-static4-\S+: .* lst_train.train: step \d+ \| loss", result.stdout)  # progress streamed
+    report = (out / "report.md").read_text()
+    families = ("baseline", "lst-static4", "lst-curriculum")
+    tables = report.split("## Story completion")
+    for family in families:
+        assert f"| {family} | " in tables[0] and f"| {family} | " in tables[1]
+        assert list((out / "sweep" / "runs").glob(f"{family}-*/tb/events.out.tfevents.*"))
+    assert "| - |" not in tables[0]  # every family has every number
+    for plot in ("loss_vs_flops.png", "accuracy.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in report
+    assert "tensorboard --logdir" in result.stdout and os.path.join(str(out), "sweep", "runs") in result.stdout
+    # Re-running reuses everything: no run starts again.
+    again = subprocess.run([sys.executable, "-m", "lst_train", "demo", "--scale", "0.01", "--out", str(out)],
+                           cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("finished, skipped") == 3 and "reusing" in again.stdout
