@@ -6,6 +6,7 @@ would have yielded next.
 """
 
 import os
+import warnings
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -15,6 +16,10 @@ from lst_train.config import Config, ConfigError
 from lst_train.data.shards import list_shards
 from lst_train.data.stream import ReaderStream
 from lst_train.data.text_tokenizer import TRAIN_COMMAND, TextTokenizer
+
+# torchdata 0.11 calls torch.set_vital, deprecated in torch 2.13, on every loader it builds: harmless, and it
+# would print twice per rank in every run's console.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
 def resolve_shards(cfg: Config) -> list[list[str]]:

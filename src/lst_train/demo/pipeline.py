@@ -24,7 +24,7 @@ from lst_train.evaluation.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
 from lst_train.sweeps.config import load_sweep, validate_sweep
 from lst_train.sweeps.launch import launch
-from lst_train.sweeps.plan import format_table, plan_sweep, write_plan
+from lst_train.sweeps.plan import format_table, plan_sweep, reference_family, write_plan
 
 DEFAULT_SWEEP = "recipes/sweep_make_demo.yaml"  # relative to the repository root, like the recipes it names
 SPEECH_MINUTES = 20.0
@@ -113,7 +113,7 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
               f"Families: {', '.join(f.name for f in sweep.families)}; control: {sweep.control} "
               f"(budget {', '.join(f'{b:.3g}' for b in sweep.budgets)} FLOPs)."]
     tensorboard = f"tensorboard --logdir {os.path.join(sweep.out_dir, 'runs')}"
-    report = write_report(out, header, table, rows, accuracies, 2, tensorboard)
+    report = write_report(out, header, table, rows, accuracies, 2, reference_family(sweep), tensorboard)
     print(f"\nreport: {report}\nTensorBoard logs: {os.path.join(sweep.out_dir, 'runs')}/*/tb — view them with\n"
           f"  .venv/bin/{tensorboard}\nthen open http://localhost:6006")
     return report
