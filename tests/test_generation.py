@@ -24,12 +24,13 @@ def _reference_logits(model, cfg, tokens: list[int]) -> torch.Tensor:
     """Logits at the last position of a full teacher-forced forward over `tokens`. For the LST a copy of the last
     token is appended first: it sits in the patch the next token would join (the open speech patch or a new one),
     which is what position t's decoder may read; the copy itself cannot reach logits[t] (causality)."""
+    device = next(model.parameters()).device
     row = tokens + [tokens[-1]] if cfg.model.arch == "lst" else tokens
     patch_lengths = None
     if cfg.model.arch == "lst":
-        patch_lengths = pad_patch_lengths([static_row_patch_lengths(row, model.vocab, cfg.patching.size)])
+        patch_lengths = pad_patch_lengths([static_row_patch_lengths(row, model.vocab, cfg.patching.size)]).to(device)
     with torch.no_grad():
-        return model(torch.tensor([row]), patch_lengths)[0, len(tokens) - 1]
+        return model(torch.tensor([row], device=device), patch_lengths)[0, len(tokens) - 1]
 
 
 @pytest.mark.parametrize("arch,overrides", [

@@ -39,3 +39,22 @@ def test_mimi_on_gpu_matches_cpu():
     gpu = MimiCodec(CodecConfig(device="cuda"), 1).encode_batch(audio)
     agree = np.mean([np.mean(a == b) for a, b in zip(cpu, gpu)])
     assert all(a.shape == b.shape for a, b in zip(cpu, gpu)) and agree > 0.9
+
+
+
+def test_cached_generation_on_gpu_equals_full_forwards():
+    """On CUDA the full forward runs FlexAttention and the Triton kernels; the cached path SDPA and the kernels."""
+    import random
+
+    from conftest import debug_config, random_document
+    from lst_train.generation.incremental import incremental_decoder
+    from lst_train.model import build_model
+    from test_generation import _reference_logits
+
+    cfg = debug_config("lst", "model.init_std=0.2")
+    model = build_model(cfg.model, seed=1).cuda().eval()
+    tokens = [model.vocab.bos] + random_document(model.vocab, random.Random(3), n_spans=5)[:-1]
+    decoder = incremental_decoder(model, cfg.patching.size)
+    for t, token in enumerate(tokens):
+        torch.testing.assert_close(decoder.step(token), _reference_logits(model, cfg, tokens[: t + 1]),
+                                   atol=1e-3, rtol=1e-3)
