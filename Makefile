@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the demo corpus needs: espeak-ng (speech with word timings) and bible-kjv (public-domain text).
 SYSTEM_PACKAGES := espeak-ng bible-kjv
 
-# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 25 min on 2 cores).
+# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 21 min on 2 cores).
 DEMO_SCALE ?= 1
 
 .PHONY: install system-deps demo test bench

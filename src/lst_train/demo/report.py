@@ -102,8 +102,9 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
     lines = ["# lst_train demo: baseline vs LST at equal training FLOPs", "", *header, "",
              "## Results (final training losses: mean of the last 10% of logged steps)", "", *results_table(rows), "",
-             "Training FLOPs are the trainer's exact count (`flops_seen`); the steps were planned from a few measured "
-             "loader batches, so a family can land a few percent off the budget.", "",
+             "Training FLOPs are the trainer's exact count (`flops_seen`). Steps were planned from the loader's first "
+             "batches, which hold fewer tokens per row than later ones, so LST families land some percent above "
+             "the budget (docs/sweeps.md).", "",
              *comparison(rows, reference), "",
              "These are 2M-parameter models on 20 minutes of synthetic speech (times the scale): losses and "
              "throughput show what the framework measures, and accuracies near chance are expected. The published "
