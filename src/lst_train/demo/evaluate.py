@@ -24,7 +24,7 @@ def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 1
         codec = codec or LazyCodec(cfg.data.codec, model.vocab.n_codebooks)
         builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer), codec, speech_cache)
         family_skips = SkipCounter(skips.as_dict())
-        results[family] = evaluate(model, builder, items, list(SETTINGS), family_skips, batch_size)
+        results[family] = evaluate(model, builder, items, list(SETTINGS), family_skips, batch_size, progress=True)
         results[family]["skipped"] = family_skips.as_dict()
         line = ", ".join(f"{s} {results[family][s]['accuracy_mean']:.3f}" for s in SETTINGS)
         out(f"{family}: accuracy (per-token mean) {line} on {results[family]['s2s']['items']} items")

@@ -74,11 +74,13 @@ def comparison(rows: list[dict], reference: str) -> list[str]:
     for r in rows:
         if r is ref:
             continue
-        lines.append(f"- {r['family']}: {r['flops'] / ref['flops']:.2f}x the {reference}'s training FLOPs bought "
-                     f"{r['tokens'] / ref['tokens']:.2f}x its raw tokens and {r['speech_hours'] / ref['speech_hours']:.2f}x"
-                     f" its speech hours, in {r['global_units'] / ref['global_units']:.2f}x its global units; final "
-                     f"loss {_number(r['loss'])} vs {_number(ref['loss'])} (text {_number(r['loss_text'])} vs "
-                     f"{_number(ref['loss_text'])}, speech {_number(r['loss_speech'])} vs {_number(ref['loss_speech'])}).")
+        ratio = {key: r[key] / ref[key] for key in ("flops", "tokens", "speech_hours", "global_units")}
+        losses = ", ".join(f"{name} {_number(r[key])} vs {_number(ref[key])}"
+                           for key, name in (("loss_text", "text"), ("loss_speech", "speech")))
+        lines.append(f"- {r['family']}: {ratio['flops']:.2f}x the {reference}'s training FLOPs bought "
+                     f"{ratio['tokens']:.2f}x its raw tokens and {ratio['speech_hours']:.2f}x its speech hours, in "
+                     f"{ratio['global_units']:.2f}x its global units; final loss {_number(r['loss'])} vs "
+                     f"{_number(ref['loss'])} ({losses}).")
     return lines
 
 

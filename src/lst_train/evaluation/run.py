@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> None:
     items = read_items(args.data, skips)[rank::world_size]  # under torchrun every rank scores its share
     builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
                             LazyCodec(cfg.data.codec, model.vocab.n_codebooks))
-    results = evaluate(model, builder, items, settings, skips, args.batch_size)
+    results = evaluate(model, builder, items, settings, skips, args.batch_size, progress=rank == 0)
     results["skipped"] = skips.as_dict()
     if world_size > 1:
         results = _combine_ranks(results, settings)

@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from lst_train.data.packing import Piece, collate_rows
 from lst_train.data.skips import SkipCounter
@@ -30,13 +31,14 @@ def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab,
 
 
 def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], settings: list[str],
-             skips: SkipCounter, batch_size: int = 16) -> dict:
-    """Accuracy with the summed and with the per-token mean log-likelihood, per setting, with item counts."""
+             skips: SkipCounter, batch_size: int = 16, progress: bool = False) -> dict:
+    """Accuracy with the summed and with the per-token mean log-likelihood, per setting, with item counts.
+    `progress`: a bar per setting over the items (prompt building is where Mimi encodes the audio)."""
     results = {}
     for setting in settings:
         context_speech, ending_speech = SETTINGS[setting]
         rows, owners = [], []
-        for item in items:
+        for item in tqdm(items, desc=setting, unit="item", disable=not progress):
             needs_audio = [item.context] * context_speech + item.endings * ending_speech
             if any(not segment.audio for segment in needs_audio):
                 skips.add("missing_audio", f"{setting}:{item.id}", "the item has no audio for a spoken setting")
