@@ -55,12 +55,12 @@ def generate(model, prompt: list[int], patch_frames: int, sampling: SamplingConf
         logits = decoder.step(token)
     result = Generation(prompt=list(prompt))
     steps_before = decoder.global_steps
-    history = list(prompt)
+    speech_run = speech_run_length(prompt, vocab)
     for _ in range(sampling.max_tokens):
-        allowed = allowed_tokens(vocab, modality, speech_run_length(history, vocab))
+        allowed = allowed_tokens(vocab, modality, speech_run)
         token = choose_next(logits, allowed, sampling.temperature, sampling.top_k, sampling.top_p, generator)
         result.tokens.append(token)
-        history.append(token)
+        speech_run = speech_run + 1 if vocab.speech_start <= token < vocab.speech_end else 0
         if token == vocab.eos:
             break
         logits = decoder.step(token)

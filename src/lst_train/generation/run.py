@@ -12,19 +12,19 @@ import torch
 
 from lst_train.data.audio import decode_audio
 from lst_train.data.skips import SkipSample
-from lst_train.data.speech_codec import MimiCodec
+from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.run import load_for_eval
 from lst_train.generation.generator import Generation, SamplingConfig, generate
 from lst_train.vocab import Vocab
 
 
-def prompt_tokens(args: argparse.Namespace, vocab: Vocab, tokenizer: TextTokenizer, codec_cfg) -> list[int]:
+def prompt_tokens(args: argparse.Namespace, vocab: Vocab, tokenizer: TextTokenizer, get_codec: LazyCodec) -> list[int]:
     """<bos>, the span marker, the prompt; then the other marker when --modality switches modality."""
     if args.prompt_text is not None:
         prompt = [vocab.bos, vocab.text_marker] + tokenizer.encode(args.prompt_text)
     else:
-        codec = MimiCodec(codec_cfg, vocab.n_codebooks)
+        codec, codec_cfg = get_codec(), get_codec.cfg
         with open(args.prompt_audio, "rb") as f:
             data = f.read()
         try:
@@ -52,7 +52,8 @@ def spans(tokens: list[int], vocab: Vocab) -> list[tuple[bool, list[int]]]:
     return runs
 
 
-def write_outputs(result: Generation, vocab: Vocab, tokenizer: TextTokenizer, codec_cfg, out_dir: str) -> dict:
+def write_outputs(result: Generation, vocab: Vocab, tokenizer: TextTokenizer, get_codec: LazyCodec,
+                  out_dir: str) -> dict:
     """generation.json (+ speech.wav when speech was generated and the codec is Mimi); returns the summary."""
     os.makedirs(out_dir, exist_ok=True)
     runs = spans(result.tokens, vocab)
@@ -62,8 +63,8 @@ def write_outputs(result: Generation, vocab: Vocab, tokenizer: TextTokenizer, co
     summary = {"text": text, "speech_frames": len(codes), "generated_tokens": len(result.tokens),
                "global_steps": result.global_steps, "baseline_global_steps": len(result.tokens),
                "prompt_tokens": result.prompt, "tokens": result.tokens, "speech_codes": codes.tolist()}
-    if len(codes) and codec_cfg.kind == "mimi":
-        codec = MimiCodec(codec_cfg, vocab.n_codebooks)
+    if len(codes) and get_codec.cfg.kind == "mimi":
+        codec = get_codec()
         audio = codec.decode(codes)
         peak = float(np.abs(audio).max())
         if peak > 1.0:  # random-weight Mimi decodes far above full scale
@@ -81,10 +82,11 @@ def _run(args: argparse.Namespace) -> None:
     model, cfg = load_for_eval(args.model)
     model.to(torch.device(args.device))
     tokenizer = TextTokenizer.from_file(cfg.data.tokenizer)
-    prompt = prompt_tokens(args, model.vocab, tokenizer, cfg.data.codec)
+    get_codec = LazyCodec(cfg.data.codec, model.vocab.n_codebooks)  # built once, for the prompt and the WAV
+    prompt = prompt_tokens(args, model.vocab, tokenizer, get_codec)
     sampling = SamplingConfig(args.max_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     result = generate(model, prompt, cfg.patching.size, sampling, args.modality)
-    summary = write_outputs(result, model.vocab, tokenizer, cfg.data.codec, args.out)
+    summary = write_outputs(result, model.vocab, tokenizer, get_codec, args.out)
     print(f"text: {summary['text']!r}")
     print(f"speech: {summary['speech_frames']} frames" + (f" -> {summary['wav']}" if "wav" in summary else ""))
     n, steps = summary["generated_tokens"], summary["global_steps"]
