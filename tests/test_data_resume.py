@@ -40,7 +40,7 @@ def _take(iterator, n):
 
 
 def _same(a, b):
-    return all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in ("tokens", "patch_lengths", "labels"))
+    return all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in ("tokens", "patch_lengths", "closed_early", "labels"))
 
 
 @pytest.mark.parametrize("workers", [0, 2])

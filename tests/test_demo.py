@@ -34,6 +34,13 @@ def test_demo_at_the_smallest_scale_writes_the_whole_report(tmp_path):
         assert f"| {family} | " in tables[0] and f"| {family} | " in tables[1]
         assert list((out / "sweep" / "runs").glob(f"{family}-*/tb/events.out.tfevents.*"))
     assert "| - |" not in tables[0]  # every family has every number
+    mix = report.split("## Data mix")[1].split("##")[0]
+    for family in families:
+        shares = re.search(rf"\| {family} \| (.*) \|", mix).group(1).split(" | ")
+        assert len(shares) == 3  # interleaved, speech-only, text: realised share (weight's share)
+        for cell in shares:
+            realised, wanted = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+)\)", cell).groups())
+            assert abs(realised - wanted) < 0.15, mix
     for plot in ("loss_vs_flops.png", "accuracy.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in report
     assert "tensorboard --logdir" in result.stdout and os.path.join(str(out), "sweep", "runs") in result.stdout

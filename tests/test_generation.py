@@ -11,26 +11,26 @@ import pytest
 import soundfile
 import torch
 
-from conftest import debug_config, random_document, write_export
+from conftest import debug_config, random_document, random_stream, static_partition, write_export
 from data_fixtures import write_tokenizer
 from lst_train.generation.generator import SamplingConfig, generate
 from lst_train.generation.incremental import incremental_decoder
 from lst_train.generation.sampling import allowed_tokens, choose_next
 from lst_train.model import build_model
-from lst_train.patching import pad_patch_lengths, static_row_patch_lengths
+
+
+def _full_forward(model, cfg, tokens: list[int]) -> torch.Tensor:
+    """Logits [T, V] of one teacher-forced forward over `tokens`, patched as the loader patches a row (static)."""
+    device = next(model.parameters()).device
+    partition = static_partition([tokens], model.vocab, cfg.patching.size) if cfg.model.arch == "lst" else ()
+    with torch.no_grad():
+        return model(torch.tensor([tokens], device=device), *(t.to(device) for t in partition))[0]
 
 
 def _reference_logits(model, cfg, tokens: list[int]) -> torch.Tensor:
-    """Logits at the last position of a full teacher-forced forward over `tokens`. For the LST a copy of the last
-    token is appended first: it sits in the patch the next token would join (the open speech patch or a new one),
-    which is what position t's decoder may read; the copy itself cannot reach logits[t] (causality)."""
-    device = next(model.parameters()).device
-    row = tokens + [tokens[-1]] if cfg.model.arch == "lst" else tokens
-    patch_lengths = None
-    if cfg.model.arch == "lst":
-        patch_lengths = pad_patch_lengths([static_row_patch_lengths(row, model.vocab, cfg.patching.size)]).to(device)
-    with torch.no_grad():
-        return model(torch.tensor([row], device=device), patch_lengths)[0, len(tokens) - 1]
+    """Logits at the last position of a full forward over `tokens` (its last patch, if speech and short, is open:
+    closed early by the row's end, so its last token reads the patch before it, as while generating)."""
+    return _full_forward(model, cfg, tokens)[-1]
 
 
 @pytest.mark.parametrize("arch,overrides", [
@@ -41,15 +41,16 @@ def _reference_logits(model, cfg, tokens: list[int]) -> torch.Tensor:
     ("baseline", ()),
 ])
 def test_cached_logits_equal_full_forward_passes(arch, overrides):
+    """Every position's cached logits equal one full forward over the final sequence and its final partition."""
     cfg = debug_config(arch, "model.init_std=0.2", *overrides)
     model = build_model(cfg.model, seed=1).eval()
     rng = random.Random(3)
-    tokens = [model.vocab.bos] + random_document(model.vocab, rng, n_spans=7)[:-1]
+    tokens = random_stream(model.vocab, rng, 72, eos=False)
     decoder = incremental_decoder(model, cfg.patching.size)
+    full = _full_forward(model, cfg, tokens)
     for t, token in enumerate(tokens):
         logits = decoder.step(token)
-        torch.testing.assert_close(logits, _reference_logits(model, cfg, tokens[: t + 1]), atol=2e-5, rtol=1e-4,
-                                   msg=lambda m: f"position {t}: {m}")
+        torch.testing.assert_close(logits, full[t], atol=2e-5, rtol=1e-4, msg=lambda m: f"position {t}: {m}")
 
 
 @pytest.mark.parametrize("arch", ["lst", "baseline"])

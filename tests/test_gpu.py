@@ -43,18 +43,19 @@ def test_mimi_on_gpu_matches_cpu():
 
 
 def test_cached_generation_on_gpu_equals_full_forwards():
-    """On CUDA the full forward runs FlexAttention and the Triton kernels; the cached path SDPA and the kernels."""
+    """On CUDA the full forward runs FlexAttention and the Triton kernels; the cached path SDPA and the kernels.
+    One full forward over the final sequence (not one per prefix: every new length would compile flex again)."""
     import random
 
-    from conftest import debug_config, random_document
+    from conftest import debug_config, random_stream
     from lst_train.generation.incremental import incremental_decoder
     from lst_train.model import build_model
-    from test_generation import _reference_logits
+    from test_generation import _full_forward
 
     cfg = debug_config("lst", "model.init_std=0.2")
     model = build_model(cfg.model, seed=1).cuda().eval()
-    tokens = [model.vocab.bos] + random_document(model.vocab, random.Random(3), n_spans=5)[:-1]
+    tokens = random_stream(model.vocab, random.Random(3), 64, eos=False)
     decoder = incremental_decoder(model, cfg.patching.size)
+    full = _full_forward(model, cfg, tokens)
     for t, token in enumerate(tokens):
-        torch.testing.assert_close(decoder.step(token), _reference_logits(model, cfg, tokens[: t + 1]),
-                                   atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(decoder.step(token), full[t], atol=1e-3, rtol=1e-3)

@@ -1,14 +1,21 @@
-"""Causality and document isolation of the LST (every patching) and the baseline."""
+"""Causality and document isolation of the LST (every patching) and the baseline.
+
+The LST's causality is a property of the model and the patcher together: the partition is computed from the
+tokens, so a test that perturbs the future must recompute it from the perturbed tokens, with the loader's patcher
+code (conftest.static_partition -> lst_train.data.packing.row_partition); a fixed partition hides the span-end leak.
+"""
 
 import random
 
 import pytest
 import torch
 
+from lst_train.config import PatchingConfig
 from lst_train.model import build_model
-from lst_train.patching import pad_patch_lengths, static_row_patch_lengths
+from lst_train.model.layout import PatchLayout
+from lst_train.patching import pad_patch_lengths
 
-from conftest import debug_config, random_document, random_partition
+from conftest import debug_config, random_document, random_partition, random_stream, static_partition
 
 TOL = 1e-5
 
@@ -22,12 +29,6 @@ def _row(vocab, rng, length):
     return (row + [vocab.pad] * length)[:length]
 
 
-def _partition(row, vocab, rng, patching):
-    if patching == "ragged":
-        return random_partition(row, vocab, rng, max_len=7)
-    return static_row_patch_lengths(row, vocab, patching)
-
-
 def _perturbed_batch(row, vocab, rng):
     """Row t+... : a copy of `row` with every token after position t replaced by a random id."""
     copies = []
@@ -37,17 +38,77 @@ def _perturbed_batch(row, vocab, rng):
     return torch.tensor(copies)
 
 
-@pytest.mark.parametrize("patching", [1, 2, 4, "ragged"])
+def _assert_causal(model, reference_row, rows, partition, tol=TOL) -> float:
+    """rows[t] shares reference_row[: t+1] and has another future; each row is patched by `partition` from its own
+    tokens. Asserts logits[:, :t+1] match the reference; returns the largest change at a later position."""
+    with torch.no_grad():
+        reference = model(torch.tensor([reference_row]), *partition([reference_row]))[0]
+        logits = model(torch.tensor(rows), *partition(rows))
+    for t in range(len(reference_row)):
+        diff = (logits[t, : t + 1] - reference[: t + 1]).abs().max().item()
+        assert diff <= tol, f"logits at <= {t} changed by {diff} when tokens after {t} changed"
+    return max((logits[t, t + 1:] - reference[t + 1:]).abs().max().item() for t in range(len(reference_row) - 1))
+
+
+def _futures(vocab, rng, row):
+    """For each t, row[: t+1] continued by a fresh random stream (frames finished, spans ending anywhere)."""
+    return [random_stream(vocab, rng, len(row), prefix=row[: t + 1]) for t in range(len(row))]
+
+
+PATCHINGS = {
+    "static": (PatchingConfig, 0),
+    "mixed-static": (lambda size: PatchingConfig(strategy="mixed", size=size, mixed_prob=0.0), 0),
+    "curriculum-late": (lambda size: PatchingConfig(strategy="curriculum", size=size), 100),
+}
+
+
+@pytest.mark.parametrize("strategy,p,codebooks", [("static", p, c) for p in (1, 2, 3, 4) for c in (1, 2)]
+                         + [("mixed-static", 4, 2), ("curriculum-late", 4, 2)])
+def test_lst_causal_with_the_partition_recomputed_from_the_future(strategy, p, codebooks):
+    """Change every token after t AND re-patch the changed row as the loader would: logits up to t stay put."""
+    cfg = debug_config("lst", f"model.vocab.n_codebooks={codebooks}", "model.encoder.window=5",
+                       "model.decoder.window=6", f"model.unpool_window={1 if codebooks == 1 else 3}")
+    model = build_model(cfg.model, seed=0).eval()
+    vocab = model.vocab
+    make, step = PATCHINGS[strategy]
+    patching = make(size=p)
+
+    def partition(rows):
+        return static_partition(rows, vocab, p, patching, step=step, total_steps=100)
+
+    rng = random.Random(f"{strategy}-{p}-{codebooks}")
+    for _ in range(2):
+        row = random_stream(vocab, rng, 40)
+        assert _assert_causal(model, row, _futures(vocab, rng, row), partition) > 1e-3, "the future must matter"
+
+
+def test_the_span_end_leak_is_caught():
+    """The same check fails with the old rule (every patch's last token reads its own patch): the decoder then
+    learns that a speech span ends from a patch that exists only because the next token is not speech."""
+    cfg = debug_config("lst")
+    model = build_model(cfg.model, seed=0).eval()
+    vocab = model.vocab
+
+    def leaky_partition(rows):
+        return static_partition(rows, vocab, 4)[0], None
+
+    rng = random.Random(0)
+    row = random_stream(vocab, rng, 40)
+    with pytest.raises(AssertionError, match="changed by"):
+        _assert_causal(model, row, _futures(vocab, rng, row), leaky_partition)
+
+
 @pytest.mark.parametrize("unpool_window", [1, 3])
-def test_lst_logits_depend_only_on_past_tokens(patching, unpool_window):
+def test_lst_causal_for_any_fixed_ragged_partition(unpool_window):
+    """Model-level: with a partition given (any cut of the speech runs), logits at t ignore tokens after t."""
     cfg = debug_config("lst", f"model.unpool_window={unpool_window}", "model.encoder.window=5",
                        "model.decoder.window=6")
     model = build_model(cfg.model).eval()
     vocab = model.vocab
-    rng = random.Random(f"{patching}-{unpool_window}")
+    rng = random.Random(f"ragged-{unpool_window}")
     for _ in range(2):
         row = _row(vocab, rng, 40)
-        lengths = _partition(row, vocab, rng, patching)
+        lengths = random_partition(row, vocab, rng, max_len=7)
         perturbed = _perturbed_batch(row, vocab, rng)
         patch_lengths = pad_patch_lengths([lengths] * len(row))
         with torch.no_grad():
@@ -56,7 +117,6 @@ def test_lst_logits_depend_only_on_past_tokens(patching, unpool_window):
         for t in range(len(row)):
             diff = (logits[t, : t + 1] - reference[: t + 1]).abs().max().item()
             assert diff <= TOL, f"logits at <= {t} changed by {diff} when tokens after {t} changed"
-        # The test must be able to fail: the future does change later logits.
         assert (logits[0, 1:] - reference[1:]).abs().max() > 1e-3
 
 
@@ -73,19 +133,34 @@ def test_baseline_logits_depend_only_on_past_tokens():
         assert (logits[t, : t + 1] - reference[: t + 1]).abs().max().item() <= TOL
 
 
+def _worked_example(v):
+    return [v.bos, v.speech_marker] + [v.speech_id(i) for i in range(6)] + [v.text_marker, 7, 8, v.eos]
+
+
+def test_worked_example_reads():
+    """DESIGN.md §1, p=4: t=0→g0, t=1..4→g1, t=5,6→g2, t=7→g2 (not g3: [s5 s6] closed early), t=8→g4, t=9→g5,
+    t=10→g6."""
+    cfg = debug_config("lst")
+    v = build_model(cfg.model).vocab
+    row = _worked_example(v)
+    lengths, early = static_partition([row], v, 4)
+    layout = PatchLayout.build(torch.tensor([row]), lengths, v.eos, unpool_window=1, closed_early=early)
+    assert layout.unpool_last.tolist()[:11] == [0, 1, 1, 1, 1, 2, 2, 2, 4, 5, 6]
+    wide = PatchLayout.build(torch.tensor([row]), lengths, v.eos, unpool_window=3, closed_early=early)
+    assert wide.unpool_first.tolist()[:11] == [0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 4]
+
+
 def test_token_reads_global_state_of_patch_before_its_target():
     """DESIGN.md's worked example: with p=4, s4 (t=5) reads g2, which ends at s4; s5 must not leak into it."""
     cfg = debug_config("lst")
     model = build_model(cfg.model).eval()
     v = model.vocab
-    row = [v.bos, v.speech_marker] + [v.speech_id(i) for i in range(6)] + [v.text_marker, 7, 8, v.eos]
-    lengths = static_row_patch_lengths(row, v, 4)
-    assert lengths == [1, 1, 4, 2, 1, 1, 1, 1]
+    row = _worked_example(v)
     changed = list(row)
     changed[6] = v.speech_id(100)  # s5
     with torch.no_grad():
-        a = model(torch.tensor([row]), pad_patch_lengths([lengths]))[0]
-        b = model(torch.tensor([changed]), pad_patch_lengths([lengths]))[0]
+        a = model(torch.tensor([row]), *static_partition([row], v, 4))[0]
+        b = model(torch.tensor([changed]), *static_partition([changed], v, 4))[0]
     assert (a[:6] - b[:6]).abs().max() <= TOL
     assert (a[6:] - b[6:]).abs().max() > 1e-3
 

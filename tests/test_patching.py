@@ -5,10 +5,17 @@ import random
 import pytest
 import torch
 
-from lst_train.patching import check_patch_lengths, pad_patch_lengths, static_patch_lengths, static_row_patch_lengths
+from lst_train.config import PatchingConfig
+from lst_train.data.packing import row_partition
+from lst_train.data.patchers import Patcher
+from lst_train.patching import check_patch_lengths, pad_patch_lengths, static_patch_lengths
 from lst_train.vocab import Vocab
 
 from conftest import random_document
+
+
+def _static(row, vocab, p):
+    return row_partition(row, vocab, Patcher(PatchingConfig(size=p), 1))
 
 VOCAB = Vocab(text_size=50, speech_codebook_size=20, n_codebooks=1)
 
@@ -24,22 +31,36 @@ def test_static_patch_lengths_cover_the_span(n, p):
 def test_row_patching_keeps_text_and_specials_single(p):
     rng = random.Random(p)
     row = [VOCAB.bos] + random_document(VOCAB, rng, 6) + random_document(VOCAB, rng, 3)
-    lengths = static_row_patch_lengths(row, VOCAB, p)
-    assert sum(lengths) == len(row) and lengths[0] == 1
+    lengths, early = _static(row, VOCAB, p)
+    assert sum(lengths) == len(row) and lengths[0] == 1 and len(early) == len(lengths)
     start = 0
-    for n in lengths:
+    for n, closed_early in zip(lengths, early):
         patch = row[start: start + n]
         speech = [VOCAB.is_speech(torch.tensor(t)).item() for t in patch]
         assert n == 1 or all(speech), "a multi-token patch holds only speech"
         assert n <= p
+        # Closed early exactly when a speech patch is short: the token after it (not speech) ended it.
+        assert closed_early == (all(speech) and n < p)
         start += n
+
+
+def test_worked_example_partition():
+    """DESIGN.md §1: `<bos> <s> s1..s6 <t> w1 w2 <eos>`, p=4: [s5 s6] closed early (the next token is <t>)."""
+    v = VOCAB
+    row = [v.bos, v.speech_marker] + [v.speech_id(i) for i in range(6)] + [v.text_marker, 7, 8, v.eos]
+    assert _static(row, v, 4) == ([1, 1, 4, 2, 1, 1, 1, 1], [False, False, False, True, False, False, False, False])
+    # A span ending on the grid closes by itself; a row ending inside a patch leaves it open (closed early).
+    assert _static(row[:6] + [v.eos], v, 4) == ([1, 1, 4, 1], [False] * 4)
+    assert _static(row[:7], v, 4) == ([1, 1, 4, 1], [False, False, False, True])
 
 
 def test_multi_codebook_patches_hold_whole_frames():
     vocab = Vocab(text_size=50, speech_codebook_size=20, n_codebooks=2)
     frames = [tok for f in range(5) for tok in (vocab.speech_id(f, 0), vocab.speech_id(f, 1))]
     row = [vocab.bos, vocab.speech_marker] + frames + [vocab.eos]
-    assert static_row_patch_lengths(row, vocab, 2) == [1, 1, 4, 4, 2, 1]
+    assert _static(row, vocab, 2) == ([1, 1, 4, 4, 2, 1], [False, False, False, False, True, False])
+    # An unfinished last frame (a row cut mid-frame) joins the last patch, which is then open.
+    assert _static(row[:-4], vocab, 2) == ([1, 1, 4, 3], [False, False, False, True])
 
 
 def test_check_patch_lengths():

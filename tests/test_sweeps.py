@@ -114,7 +114,8 @@ def launched(corpus, tmp_path_factory):
             endings = [{"text": WORDS[i + 6]}, {"text": WORDS[i + 7]}]
             f.write(json.dumps({"id": str(i), "context": {"text": " ".join(WORDS[i: i + 6])}, "endings": endings,
                                 "label": i % 2}) + "\n")
-    sweep_file = _write_sweep(root / "s.yaml", corpus, budgets=[5e8, 1e9],
+    # 8 measured batches: an LST step's FLOPs swing by ~45% here with the padded token width (rows of 64 units).
+    sweep_file = _write_sweep(root / "s.yaml", corpus, budgets=[5e8, 1e9], measure_batches=8,
                               overrides=[f"evaluation.sets=[{{name: toy, path: {items}, settings: [t2t]}}]"])
     assert _cli("sweep", "plan", sweep_file).returncode == 0
     cells = json.loads((root / "out" / "plan.json").read_text())["cells"]

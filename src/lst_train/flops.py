@@ -25,7 +25,7 @@ class ForwardFlops:
     """Forward FLOPs of one stack (or of a whole model, once summed)."""
 
     linear: int = 0
-    """All nn.Linear matmuls (projections, feed-forwards, pooling projection, output head)."""
+    """All nn.Linear matmuls (projections, feed-forwards, pooling and global-to-slots projections, output head)."""
     attention: int = 0
     """Self-attention QK^T and AV over the pairs the mask allows."""
     attention_dense: int = 0
@@ -93,7 +93,8 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
             "encoder": vocab_size * e.dim + e.n_layers * _block_params(e.dim, cfg.ffn_multiple_of)
             + k * e.dim * e.dim + _cross_attention_params(e.dim),
             "global_transformer": global_params,
-            "decoder": d.n_layers * (_cross_attention_params(d.dim) + _block_params(d.dim, cfg.ffn_multiple_of))
+            "decoder": g.dim * k * d.dim
+            + d.n_layers * (_cross_attention_params(d.dim) + _block_params(d.dim, cfg.ffn_multiple_of))
             + d.dim + d.dim * vocab_size,
         }
     counts["total"] = sum(counts.values())
@@ -136,8 +137,10 @@ def row_flops(cfg: ModelConfig, n_tokens: int, n_patches: int = 0, token_docs: S
         cross_attention=4 * d * k * n_tokens,
     )
     decoder = _stack_flops(cfg.decoder, cfg.ffn_multiple_of, n_tokens, token_docs) + ForwardFlops(
-        # unpooling per layer: queries/outputs per token, keys/values per slot; then the output head
-        linear=2 * cfg.decoder.n_layers * (2 * d * d * n_tokens + 2 * d * d * slots) + 2 * d * vocab_size * n_tokens,
+        # the global -> k slots projection per patch; unpooling per layer: queries/outputs per token, keys/values
+        # per slot; then the output head
+        linear=2 * g.dim * k * d * n_patches
+        + 2 * cfg.decoder.n_layers * (2 * d * d * n_tokens + 2 * d * d * slots) + 2 * d * vocab_size * n_tokens,
         cross_attention=4 * d * k * cfg.decoder.n_layers * unpool_patches_read,
     )
     return StepFlops({"encoder": encoder,
@@ -149,15 +152,16 @@ def _run_lengths(ids: Tensor) -> list[int]:
     return torch.unique_consecutive(ids, return_counts=True)[1].tolist()
 
 
-def batch_flops(cfg: ModelConfig, tokens: Tensor, patch_lengths: Tensor | None = None) -> StepFlops:
-    """Exact forward FLOPs of a batch, from its documents and patch partition."""
+def batch_flops(cfg: ModelConfig, tokens: Tensor, patch_lengths: Tensor | None = None,
+                closed_early: Tensor | None = None) -> StepFlops:
+    """Exact forward FLOPs of a batch, from its documents and patch partition (`closed_early` as the model's)."""
     eos = Vocab.from_config(cfg.vocab).eos
     batch, seq_len = tokens.shape
     if cfg.arch == "baseline":
         layout = TokenLayout.build(tokens, eos)
         return sum((row_flops(cfg, seq_len, token_docs=_run_lengths(layout.doc_ids[b])) for b in range(batch)),
                    StepFlops())
-    layout = PatchLayout.build(tokens, patch_lengths, eos, cfg.unpool_window)
+    layout = PatchLayout.build(tokens, patch_lengths, eos, cfg.unpool_window, closed_early)
     read = (layout.unpool_last - layout.unpool_first + 1).clamp(min=0).view(batch, seq_len).sum(dim=1)
     total = StepFlops()
     for b in range(batch):

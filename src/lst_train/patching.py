@@ -1,15 +1,14 @@
 """Patch partitions of token rows: which contiguous runs of tokens the LST's global transformer sees as one unit.
 
-Text tokens and specials are always 1-token patches; runs of speech tokens are cut by a patcher. A row begins with
-<bos>, so its first patch is a 1-token patch and no patch sees a token it must predict.
+Text tokens and specials are always 1-token patches; runs of speech tokens are cut by a patcher
+(lst_train.data.patchers; lst_train.data.packing.row_partition for a token row). A row begins with <bos>, so its
+first patch is a 1-token patch and no patch sees a token it must predict.
 """
 
 from typing import Sequence
 
 import torch
 from torch import Tensor
-
-from lst_train.vocab import Vocab
 
 
 def static_patch_lengths(n_tokens: int, patch_size: int) -> list[int]:
@@ -20,26 +19,16 @@ def static_patch_lengths(n_tokens: int, patch_size: int) -> list[int]:
     return [patch_size] * full + ([rest] if rest else [])
 
 
-def static_row_patch_lengths(tokens: Sequence[int], vocab: Vocab, frames_per_patch: int) -> list[int]:
-    """Patch lengths of one row: each speech run cut into static patches of `frames_per_patch` frames, else 1s."""
-    tokens_per_patch = frames_per_patch * vocab.n_codebooks
-    lengths: list[int] = []
-    run = 0
-    for token in tokens:
-        if vocab.speech_start <= token < vocab.speech_end:
-            run += 1
-            continue
-        lengths += static_patch_lengths(run, tokens_per_patch)
-        run = 0
-        lengths.append(1)
-    lengths += static_patch_lengths(run, tokens_per_patch)
-    return lengths
-
-
 def pad_patch_lengths(rows: Sequence[Sequence[int]]) -> Tensor:
     """Stack per-row patch lengths into int64 [B, P], right-padded with 0."""
     width = max(len(row) for row in rows)
     return torch.tensor([list(row) + [0] * (width - len(row)) for row in rows], dtype=torch.long)
+
+
+def pad_closed_early(rows: Sequence[Sequence[bool]]) -> Tensor:
+    """Stack per-row closed-early flags into bool [B, P], right-padded with False (padding patches)."""
+    width = max(len(row) for row in rows)
+    return torch.tensor([list(row) + [False] * (width - len(row)) for row in rows], dtype=torch.bool)
 
 
 def check_patch_lengths(patch_lengths: Tensor, n_tokens: int) -> None:

@@ -14,7 +14,7 @@ class SourceConfig:
     path: str = ""
     """Glob of the shard files, e.g. /data/speech/*.tar (relative to the working directory)."""
     weight: float = 1.0
-    """Mixture weight: documents are drawn from sources in proportion to it."""
+    """Mixture weight: this source's share of the training tokens is weight / (sum of the weights)."""
     sequence: str = ""
     """Speech sources: 'interleaved' (default: alternating text and speech word spans) or 'speech' (speech only);
     text sources: 'text' (default)."""
@@ -23,6 +23,17 @@ class SourceConfig:
     def sequence_kind(self) -> str:
         """The sequence type, defaults resolved."""
         return self.sequence or ("interleaved" if self.kind == "speech" else "text")
+
+
+def source_names(sources: list[SourceConfig]) -> list[str]:
+    """One short name per source for reports: 'INDEX:KIND/SEQUENCE', e.g. '0:speech/interleaved'."""
+    return [f"{i}:{source.kind}/{source.sequence_kind}" for i, source in enumerate(sources)]
+
+
+def source_shares(sources: list[SourceConfig]) -> list[float]:
+    """The share of the training tokens each source is meant to supply: its weight over the sum of the weights."""
+    total = sum(source.weight for source in sources)
+    return [source.weight / total for source in sources]
 
 
 @dataclass

@@ -7,6 +7,7 @@ import time
 from tqdm import tqdm
 
 from lst_train.config import load_config
+from lst_train.data.config import source_names, source_shares
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.stats import LoaderStats
 
@@ -22,6 +23,8 @@ def inspect_loader(config: str, overrides: list[str], n_batches: int) -> dict:
             break
     seconds = time.perf_counter() - start
     summary = stats.summary()
+    summary["source_names"] = source_names(cfg.data.sources)
+    summary["source_weights"] = [round(share, 4) for share in source_shares(cfg.data.sources)]
     summary["tokens_per_s"] = round(summary["tokens"] / seconds, 1)
     summary["speech_seconds_per_s"] = round(summary["speech_seconds"] / seconds, 2)
     summary["seconds"] = round(seconds, 2)
@@ -37,6 +40,9 @@ def _run(args: argparse.Namespace) -> None:
           f"aligned {s['tokens_per_patch_aligned']} (word {s['tokens_per_word_patch']}, "
           f"silence {s['tokens_per_silence_patch']})")
     print(f"speech patches per second of speech: {s['speech_patches_per_second']}")
+    print("token shares per source (realised / weight): " + ", ".join(
+        f"{name} {share} / {weight}" for name, share, weight in
+        zip(s["source_names"], s["source_token_shares"], s["source_weights"])))
     print(f"skipped: {s['skipped'] or 'nothing'}")
     print(json.dumps(s))
 

@@ -7,6 +7,7 @@ fit is split at a patch boundary and continues in the next row, so no token is d
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -25,12 +26,19 @@ class Piece:
     patch_kinds: list[int] = field(default_factory=list)
     patch_seconds: list[float] = field(default_factory=list)
     """Seconds of speech in each patch (0 for text and specials)."""
+    patch_closed_early: list[bool] = field(default_factory=list)
+    """Whether each patch closed early: its end was decided by the token after it (see Patcher.closed_early)."""
+    source: int = -1
+    """A document's data source (index into data.sources)."""
+    source_tokens: dict[int, int] = field(default_factory=dict)
+    """A packed row's tokens per data source (its <bos> and padding belong to none)."""
 
-    def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0) -> None:
+    def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0, closed_early: bool = False) -> None:
         self.tokens += tokens
         self.patch_lengths.append(len(tokens))
         self.patch_kinds.append(kind)
         self.patch_seconds.append(seconds)
+        self.patch_closed_early.append(closed_early)
 
 
 def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None, aligned: bool,
@@ -44,19 +52,37 @@ def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None,
             piece.add_patch([token], KIND_SINGLE)
         return
     per_frame = vocab.n_codebooks
-    n_frames = len(span.tokens) // per_frame
+    n_frames = -(-len(span.tokens) // per_frame)  # an unfinished last frame (generation only) joins the last patch
     frames = [(1, KIND_STATIC)] * n_frames if patcher is None else \
         patcher.patch_frames(n_frames, span.word_frames, aligned)
     start = 0
     for length, kind in frames:
-        n_tokens = length * per_frame
-        seconds = length / span.frame_rate
+        tokens = span.tokens[start: start + length * per_frame]
+        seconds = length / span.frame_rate if span.frame_rate else 0.0
         if patcher is None:
-            for token in span.tokens[start: start + n_tokens]:
-                piece.add_patch([token], kind, seconds / n_tokens)
+            for token in tokens:
+                piece.add_patch([token], kind, seconds / len(tokens))
         else:
-            piece.add_patch(span.tokens[start: start + n_tokens], kind, seconds)
-        start += n_tokens
+            piece.add_patch(tokens, kind, seconds, patcher.closed_early(kind, len(tokens), per_frame))
+        start += len(tokens)
+
+
+def row_partition(tokens: Sequence[int], vocab: Vocab, patcher: Patcher) -> tuple[list[int], list[bool]]:
+    """(patch lengths, closed early) that the loader's static patching gives a token row: every speech run is
+    rendered as a speech span without word timings, every other token is its own patch. For rows the loader did
+    not build (causality tests, generation, scoring of token ids)."""
+    piece = Piece()
+    run: list[int] = []
+    for token in list(tokens) + [None]:
+        if token is not None and vocab.speech_start <= token < vocab.speech_end:
+            run.append(token)
+            continue
+        if run:
+            render_span(piece, Span(True, run), vocab, patcher, aligned=False, marker=False)
+            run = []
+        if token is not None:
+            piece.add_patch([token], KIND_SINGLE)
+    return piece.patch_lengths, piece.patch_closed_early
 
 
 def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
@@ -86,12 +112,16 @@ class RowPacker:
             if self.pending is None or self.offset == len(self.pending.patch_lengths):
                 self.pending, self.offset, self.token_offset = next_piece(), 0, 0
             take = min(self.units - len(row.patch_lengths), len(self.pending.patch_lengths) - self.offset)
+            taken_from = self.token_offset
             for i in range(self.offset, self.offset + take):
                 n = self.pending.patch_lengths[i]
                 row.add_patch(self.pending.tokens[self.token_offset: self.token_offset + n],
-                              self.pending.patch_kinds[i], self.pending.patch_seconds[i])
+                              self.pending.patch_kinds[i], self.pending.patch_seconds[i],
+                              self.pending.patch_closed_early[i])
                 self.token_offset += n
             self.offset += take
+            source = self.pending.source
+            row.source_tokens[source] = row.source_tokens.get(source, 0) + self.token_offset - taken_from
         return row
 
     def state_dict(self) -> dict:
@@ -108,8 +138,9 @@ def _kind_totals(row: Piece, kind: int) -> tuple[int, int]:
     return len(lengths), sum(lengths)
 
 
-def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int) -> dict:
-    """Stack rows into a batch: tokens / labels / modality [B, T], patch_lengths [B, P], per-row stats [B].
+def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_sources: int = 0) -> dict:
+    """Stack rows into a batch: tokens / labels / modality [B, T], patch_lengths / closed_early [B, P], per-row
+    stats [B] (and source_tokens [B, n_sources]: each row's tokens per data source).
 
     Tokens are right-padded with <pad> to a multiple of `pad_to_multiple`; the padding of a row forms one extra
     patch (after every real one, so causality hides it), and patch_lengths is right-padded with 0.
@@ -118,6 +149,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int) -> dict:
     n_patches = max(len(r.patch_lengths) + (len(r.tokens) < width) for r in rows)
     tokens = torch.full((len(rows), width), vocab.pad, dtype=torch.long)
     patch_lengths = torch.zeros((len(rows), n_patches), dtype=torch.long)
+    closed_early = torch.zeros((len(rows), n_patches), dtype=torch.bool)
     stats = {name: [] for name in ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches",
                                    "static_patches", "static_tokens", "word_patches", "word_tokens",
                                    "silence_patches", "silence_tokens")}
@@ -125,6 +157,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int) -> dict:
         tokens[b, : len(row.tokens)] = torch.tensor(row.tokens)
         lengths = row.patch_lengths + ([width - len(row.tokens)] if len(row.tokens) < width else [])
         patch_lengths[b, : len(lengths)] = torch.tensor(lengths)
+        closed_early[b, : len(row.patch_closed_early)] = torch.tensor(row.patch_closed_early, dtype=torch.bool)
         row_tokens = tokens[b, : len(row.tokens)]
         stats["speech_seconds"].append(sum(row.patch_seconds))
         stats["speech_tokens"].append(int(vocab.is_speech(row_tokens).sum()))
@@ -138,9 +171,12 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int) -> dict:
     return {
         "tokens": tokens,
         "patch_lengths": patch_lengths,
+        "closed_early": closed_early,
         "labels": labels_from_tokens(tokens, vocab),
         "modality": vocab.modality(tokens),
-        "row_stats": {name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
-                      for name, values in stats.items()},
+        "row_stats": {**{name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
+                         for name, values in stats.items()},
+                      "source_tokens": torch.tensor([[r.source_tokens.get(i, 0) for i in range(n_sources)]
+                                                    for r in rows], dtype=torch.long).view(len(rows), n_sources)},
     }
 

@@ -1,7 +1,10 @@
 """Patchers for speech spans: static, aligned (one patch per word), mixed and curriculum.
 
 Patch lengths are counted in frames and turned into tokens (× codebooks), so a patch always holds whole frames.
-Every patch carries a kind, for the statistics users compare strategies by.
+Every patch carries a kind, for the statistics users compare strategies by, and whether it closed early: a static
+patch cut short by the end of its span (or row). Such a patch exists only because of the token after it, so the
+decoder at its last token must not read it (see lst_train.model.layout). Aligned patches take their ends from the
+forced alignment of the whole utterance: informed by future audio by construction, as in the paper.
 """
 
 from dataclasses import dataclass
@@ -67,3 +70,10 @@ class Patcher:
         if aligned and word_frames:
             return aligned_patch_frames(n_frames, word_frames, self.cfg.silence, self.cfg.max_len)
         return [(n, KIND_STATIC) for n in static_patch_lengths(n_frames, self.cfg.size)]
+
+    def closed_early(self, kind: int, n_tokens: int, tokens_per_frame: int) -> bool:
+        """Whether a speech patch's end was decided by the token after it: a static patch shorter than `size`
+        frames (the end of its span cut it short). A full static patch ends by itself; aligned ends come from
+        the alignment."""
+        return kind == KIND_STATIC and n_tokens < self.cfg.size * tokens_per_frame
+

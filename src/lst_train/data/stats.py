@@ -13,11 +13,18 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
 
+def token_shares(source_tokens: list[float]) -> list[float | None]:
+    """Each source's realised share of the tokens (None before any token)."""
+    total = sum(source_tokens)
+    return [_ratio(tokens, total) for tokens in source_tokens]
+
+
 class LoaderStats:
     """Running totals over the batches seen; skip counts are cumulative per reader, so the latest of each counts."""
 
     def __init__(self):
         self.sums: defaultdict[str, float] = defaultdict(float)
+        self.source_tokens: list[int] = []
         self.batches = 0
         self.skipped_by_reader: dict[int, dict[str, int]] = {}
 
@@ -25,6 +32,8 @@ class LoaderStats:
         self.batches += 1
         for name in ROW_SUMS:
             self.sums[name] += float(batch["row_stats"][name].sum())
+        per_source = batch["row_stats"]["source_tokens"].sum(dim=0).tolist()
+        self.source_tokens = [a + b for a, b in zip(per_source, self.source_tokens + [0] * len(per_source))]
         loader = batch["loader"]
         self.skipped_by_reader[loader["reader"]] = loader["skipped"]
 
@@ -49,5 +58,6 @@ class LoaderStats:
             "tokens_per_word_patch": _ratio(s["word_tokens"], s["word_patches"]),
             "tokens_per_silence_patch": _ratio(s["silence_tokens"], s["silence_patches"]),
             "speech_patches_per_second": _ratio(speech_patches, s["speech_seconds"]),
+            "source_token_shares": token_shares(self.source_tokens),
             "skipped": self.skipped,
         }

@@ -1,9 +1,13 @@
 """The data stream of one reader (a rank's loader worker): records -> documents -> pieces -> packed batches.
 
-Its state is a handful of counters (mixture draws, batches), each source's shard cursor, the speech utterances
-prepared but not yet used, the packer's unfinished document and the skip counts: restoring it yields exactly the
-batches the uninterrupted stream would have. Randomness is derived from (seed, identity) strings, never from a
-global RNG.
+The mixture weights are shares of training tokens, not of documents (a KJV chapter is hundreds of times longer
+than a 5-second utterance): the next document comes from the source furthest below its share of the tokens
+rendered so far, so the realised shares track the weights within about one document at every point of the stream.
+
+Its state is a handful of counters (tokens per source, batches), each source's shard cursor, the speech
+utterances prepared but not yet used, the packer's unfinished document and the skip counts: restoring it yields
+exactly the batches the uninterrupted stream would have. Randomness is derived from (seed, identity) strings,
+never from a global RNG.
 """
 
 import json
@@ -13,6 +17,7 @@ from collections import deque
 from dataclasses import asdict
 
 from lst_train.config import Config
+from lst_train.data.config import source_shares
 from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
 from lst_train.data.packing import Piece, RowPacker, collate_rows, render
 from lst_train.data.patchers import Patcher
@@ -52,13 +57,13 @@ class ReaderStream:
                                     None if cache is None else cache.shard_done)
                         for i, (source, paths, cache) in enumerate(zip(data.sources, shards, self.caches))]
         self.prepared: list[deque] = [deque() for _ in data.sources]
-        self.weights = [source.weight for source in data.sources]
+        self.shares = source_shares(data.sources)
         self.tokenizer = TextTokenizer.from_file(data.tokenizer)
         self.patcher = Patcher(cfg.patching, cfg.training.steps) if cfg.model.arch == "lst" else None
         self.packer = RowPacker(data.seq_units, self.vocab)
-        self.mix_draws = 0
         self.batches = 0
         self.documents = [0] * len(self.cursors)
+        self.source_tokens = [0] * len(self.cursors)  # tokens rendered per source: what the mixture balances
         self._mimi = LazyCodec(data.codec, self.vocab.n_codebooks)
 
     def codec(self):
@@ -133,12 +138,16 @@ class ReaderStream:
         rng = random.Random(f"{self.cfg.data.seed}|doc|{identity}")
         return identity, interleaved_document(result, self.tokenizer, self.vocab, self.cfg.data.interleave, rng)
 
+    def next_source(self) -> int:
+        """The source furthest below its token share (ties: the first listed)."""
+        total = sum(self.source_tokens)
+        deficits = [share * total - tokens for share, tokens in zip(self.shares, self.source_tokens)]
+        return max(range(len(deficits)), key=deficits.__getitem__)
+
     def next_piece(self) -> Piece:
-        """Draw a source by weight, take its next usable document, render it with its patches."""
+        """Take the next usable document of the source furthest below its token share, render it with its patches."""
         while True:
-            mix = random.Random(f"{self.cfg.data.seed}|mix|{self.reader}|{self.mix_draws}")
-            self.mix_draws += 1
-            index = mix.choices(range(len(self.cursors)), weights=self.weights)[0]
+            index = self.next_source()
             try:
                 identity, document = self._document(index)
             except SkipSample as skip:
@@ -147,18 +156,21 @@ class ReaderStream:
             self.documents[index] += 1
             patch_rng = random.Random(f"{self.cfg.data.seed}|patch|{identity}")
             aligned = self.patcher is not None and patch_rng.random() < self.patcher.aligned_probability(self.step)
-            return render(document, self.vocab, self.patcher, aligned)
+            piece = render(document, self.vocab, self.patcher, aligned)
+            piece.source = index
+            self.source_tokens[index] += len(piece.tokens)
+            return piece
 
     def next_batch(self) -> dict:
         rows = [self.packer.next_row(self.next_piece) for _ in range(self.cfg.data.batch_size)]
-        batch = collate_rows(rows, self.vocab, self.cfg.data.pad_to_multiple)
+        batch = collate_rows(rows, self.vocab, self.cfg.data.pad_to_multiple, len(self.cursors))
         batch["loader"] = {"reader": self.reader, "step": self.step, "skipped": self.skips.as_dict(),
                            "documents": list(self.documents), "epochs": [c.epoch for c in self.cursors]}
         self.batches += 1
         return batch
 
     def state_dict(self) -> dict:
-        return {"reader": self.reader, "mix_draws": self.mix_draws, "batches": self.batches,
+        return {"reader": self.reader, "source_tokens": list(self.source_tokens), "batches": self.batches,
                 "documents": list(self.documents), "skipped": self.skips.as_dict(),
                 "cursors": [c.state_dict() for c in self.cursors], "packer": self.packer.state_dict(),
                 "prepared": [[_prepared_state(entry) for entry in queue] for queue in self.prepared]}
@@ -167,7 +179,11 @@ class ReaderStream:
         if state["reader"] != self.reader:
             raise ValueError(f"loader state of reader {state['reader']} given to reader {self.reader}: "
                              "resume with the same number of ranks and data.num_workers")
-        self.mix_draws, self.batches = state["mix_draws"], state["batches"]
+        if "source_tokens" not in state:
+            raise ValueError("this loader state was saved before mixture weights became token shares (it has no "
+                             "source_tokens): resume it with the lst_train version that wrote it, or start the run "
+                             "again")
+        self.source_tokens, self.batches = list(state["source_tokens"]), state["batches"]
         self.documents = list(state["documents"])
         self.skips.counts.clear()
         self.skips.counts.update(state["skipped"])

@@ -69,7 +69,7 @@ def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int):
     sweep = load_sweep(sweep_file)
     data = os.path.join(out, "data")
     speech, text = f"'{data}/speech/*.tar'", f"'{data}/text/*.jsonl.zst'"
-    # A third of the documents each: interleaved, speech only, text, so that speech is ~half the tokens.
+    # A third of the training tokens each: interleaved, speech only, text.
     sources = (f"[{{kind: speech, path: {speech}, weight: 1.0, sequence: interleaved}}, "
                f"{{kind: speech, path: {speech}, weight: 1.0, sequence: speech}}, "
                f"{{kind: text, path: {text}, weight: 1.0}}]")

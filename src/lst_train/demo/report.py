@@ -3,6 +3,7 @@
 import os
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,6 +85,27 @@ def comparison(rows: list[dict], reference: str) -> list[str]:
     return lines
 
 
+def token_share_table(rows: list[dict]) -> list[str]:
+    """Per family, each data source's realised share of the training tokens (the trainer's last logged record,
+    over all ranks) against the share its weight asks for."""
+    lines = []
+    for r in rows:
+        records = [x for x in read_metrics(r["run_dir"]) if x.get("source_token_shares")]
+        with open(os.path.join(r["run_dir"], "config.yaml")) as f:
+            sources = yaml.safe_load(f)["data"]["sources"]
+        if not records:
+            continue
+        shares = records[-1]["source_token_shares"]
+        if not lines:
+            lines = ["| family | " + " | ".join(f"{name} (weight)" for name in shares) + " |",
+                     "|" + "---|" * (len(shares) + 1)]
+        total = sum(s["weight"] for s in sources)
+        cells = " | ".join(f"{_number(share, '.3f')} ({s['weight'] / total:.3f})"
+                           for share, s in zip(shares.values(), sources))
+        lines.append(f"| {r['family']} | {cells} |")
+    return lines
+
+
 def accuracy_table(accuracies: dict) -> list[str]:
     head = " | ".join(f"{SETTING_TITLES[s]} mean / sum" for s in SETTINGS)
     lines = [f"| family | {head} |", "|" + "---|" * (len(SETTINGS) + 1)]
@@ -108,6 +130,8 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
              "batches, which hold fewer tokens per row than later ones, so LST families land some percent above "
              "the budget (docs/sweeps.md).", "",
              *comparison(rows, reference), "",
+             "## Data mix (realised share of the training tokens per source, and the share its weight asks for)", "",
+             *token_share_table(rows), "",
              "These are 2M-parameter models on 20 minutes of synthetic speech (times the scale): losses and "
              "throughput show what the framework measures, and accuracies near chance are expected. The published "
              "LST advantage is measured at 1B parameters and beyond (`recipes/sweep_paper.yaml`).", "",

@@ -57,7 +57,8 @@ class TrainingEvaluator:
         device = next(self.model.parameters()).device
         totals = torch.zeros(6, dtype=torch.float64, device=device)
         for batch in itertools.islice(loader, self.cfg.evaluation.validation_batches):
-            logits = self.model(batch["tokens"].to(device), batch["patch_lengths"].to(device))
+            logits = self.model(batch["tokens"].to(device), batch["patch_lengths"].to(device),
+                                batch["closed_early"].to(device))
             sums = next_token_loss_sums(logits, batch["labels"].to(device), self.model.vocab)
             totals += torch.stack([sums.total, sums.text, sums.speech, sums.n_total.double(), sums.n_text.double(),
                                    sums.n_speech.double()]).double()

@@ -1,7 +1,8 @@
 """Evaluation items -> token rows, with the codec, tokenizer, markers and patcher of training.
 
-A row is `<bos> <marker> context [<marker>] ending`: the ending keeps the context's span when the modality is the
-same (a continuation; its own patches) and opens a new `<t>` / `<s>` span otherwise. Models trained with a
+A row is `<bos> <marker> context [<marker>] ending`: an ending in the context's modality continues its span and is
+patched as one span with it (exactly as training patches a whole utterance: no short patch at the join), and one in
+the other modality opens a new `<t>` / `<s>` span. Models trained with a
 curriculum (or mixed) patcher are evaluated with static patches; aligned models with the word timings.
 """
 
@@ -55,13 +56,22 @@ class PromptBuilder:
     def build(self, context: Segment, ending: Segment, setting: str) -> tuple[Piece, int]:
         """The row and the index of the ending's first token."""
         context_speech, ending_speech = SETTINGS[setting]
-        same = context_speech == ending_speech
         piece = Piece()
         piece.add_patch([self.vocab.bos], KIND_SINGLE)
-        render_span(piece, self.span(context, context_speech), self.vocab, self.patcher, self.aligned)
-        if not same:
-            piece.add_patch([self.vocab.speech_marker if ending_speech else self.vocab.text_marker], KIND_SINGLE)
-        start = len(piece.tokens)
-        render_span(piece, self.span(ending, ending_speech, continues=same), self.vocab, self.patcher, self.aligned,
-                    marker=False)
-        return piece, start
+        context_span = self.span(context, context_speech)
+        ending_span = self.span(ending, ending_speech, continues=context_speech == ending_speech)
+        if context_speech == ending_speech:
+            render_span(piece, joined_span(context_span, ending_span, self.vocab), self.vocab, self.patcher,
+                        self.aligned)
+        else:
+            render_span(piece, context_span, self.vocab, self.patcher, self.aligned)
+            render_span(piece, ending_span, self.vocab, self.patcher, self.aligned)
+        return piece, len(piece.tokens) - len(ending_span.tokens)
+
+
+def joined_span(first: Span, second: Span, vocab: Vocab) -> Span:
+    """One span of `first` then `second` (same modality): patched as one, as training patches a whole utterance, so
+    a static grid runs on across the join and no patch closes early at it."""
+    shift = len(first.tokens) // vocab.n_codebooks
+    words = first.word_frames + [(start + shift, end + shift) for start, end in second.word_frames]
+    return Span(first.speech, first.tokens + second.tokens, first.frame_rate or second.frame_rate, words)

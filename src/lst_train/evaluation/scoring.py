@@ -21,7 +21,8 @@ def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab,
         chunk = rows[i: i + batch_size]
         batch = collate_rows([piece for piece, _ in chunk], vocab, pad_to_multiple=1)
         tokens = batch["tokens"].to(device)
-        logprobs = torch.log_softmax(model(tokens, batch["patch_lengths"].to(device)).float(), dim=-1)
+        logits = model(tokens, batch["patch_lengths"].to(device), batch["closed_early"].to(device))
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         for b, (piece, start) in enumerate(chunk):
             end = len(piece.tokens)
             targets = tokens[b, start:end]

@@ -1,11 +1,11 @@
 """Incremental decoding of one document with KV caches, for the LST and the baseline.
 
 LST: each new token runs through the encoder and the decoder with their caches; when a patch closes it is pooled
-and takes one global step (cached too). Token t's decoder reads the global outputs of the patches before the one
-holding t+1 (as in training), so when t is computed the decoder must know whether t+1 continues t's patch. It
-assumes so while a speech patch is open and shorter than the static patch; if the next token turns out to be text
-or a special, that patch closes early, and token t's decoder is recomputed with the closed patch in view, so the
-caches always equal a full forward pass over the final partition.
+and takes one global step (cached too). Token t's decoder reads the latest patch whose end was decidable from
+tokens <= t, as in training: its own patch once that is complete (a text token or special, or a speech patch of
+p frames), else the patch before. A speech patch closed early by a text token or special was still open when its
+last token was decoded, and training reads the patch before it there too, so nothing is ever recomputed: the
+caches equal a full forward pass over the final partition (lst_train.data.packing.row_partition).
 """
 
 import torch
@@ -31,7 +31,7 @@ class IncrementalLST:
         self.global_caches = [KVCache() for _ in model.global_transformer.layers]
         self.decoder_caches = [KVCache() for _ in model.decoder.layers]
         self.encoder_states: list[Tensor] = []  # [1, 1, d_local] per token
-        self.global_states: list[Tensor] = []  # [k·d_local] per closed patch
+        self.global_states: list[Tensor] = []  # [k·d_local] per closed patch, projected for the decoder
         self.open_patch: list[int] = []  # positions of the tokens of the patch not yet closed
         self.global_steps = 0
 
@@ -44,8 +44,7 @@ class IncrementalLST:
         """Append `token`; -> float32 logits [V] predicting the token after it."""
         speech = self.vocab.speech_start <= token < self.vocab.speech_end
         if self.open_patch and not speech:
-            self._close_patch()
-            self._decode(self.length - 1)
+            self._close_patch()  # closed early: its last token read the patch before it, as in training
         position = self.length
         self.encoder_states.append(self._encode(token, position))
         self.open_patch.append(position)
@@ -70,15 +69,12 @@ class IncrementalLST:
         rope = _rope(len(self.global_states), stack, self.cfg.rope_theta, self.device)
         for layer, cache in zip(self.model.global_transformer.layers, self.global_caches):
             h = layer.decode(h, rope, cache, stack.window)
-        self.global_states.append(h[0, 0])
+        self.global_states.append(self.model.decoder.global_projection(h[0, 0]))
         self.open_patch = []
         self.global_steps += 1
 
     def _decode(self, position: int) -> Tensor:
-        """The decoder for the token at `position` (the newest, or the one before it when recomputed)."""
-        for cache in self.decoder_caches:
-            if len(cache) > position:
-                cache.truncate(position)
+        """The decoder for the newest token, at `position`."""
         last = len(self.global_states) - 1
         first = max(last - self.cfg.unpool_window + 1, 0)
         visible = torch.stack(self.global_states[first: last + 1])

@@ -27,8 +27,8 @@ class InterleavedBaseline(nn.Module):
         plan["output.weight"] = ("trunc_normal", self.cfg.global_transformer.dim ** -0.5)
         return plan
 
-    def forward(self, tokens: Tensor, patch_lengths: Tensor | None = None) -> Tensor:
-        """tokens [B, T] -> logits [B, T, V]; patch_lengths is accepted for a uniform call and ignored."""
+    def forward(self, tokens: Tensor, patch_lengths: Tensor | None = None, closed_early: Tensor | None = None) -> Tensor:
+        """tokens [B, T] -> logits [B, T, V]; the patch partition is accepted for a uniform call and ignored."""
         layout = TokenLayout.build(tokens, self.vocab.eos)
         h = self.global_transformer(self.tok_embeddings(tokens), layout.doc_ids, layout.positions)
         return self.output(self.norm(h)).float()

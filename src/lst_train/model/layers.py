@@ -50,10 +50,6 @@ class KVCache:
             return self.k[:, :, -window:], self.v[:, :, -window:]
         return self.k, self.v
 
-    def truncate(self, length: int) -> None:
-        """Forget every position from `length` on (to recompute them)."""
-        self.k, self.v = self.k[:, :, :length], self.v[:, :, :length]
-
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, n_heads: int):

@@ -55,10 +55,15 @@ class PatchLayout:
     unpool_first: Tensor
     """[B*T] first global patch index whose slots token t's decoder reads (first > last: none)."""
     unpool_last: Tensor
-    """[B*T] last such patch: the patch before the one holding token t+1 (the shift that keeps it causal)."""
+    """[B*T] last such patch: the latest patch whose end was decidable from tokens <= t (see `build`)."""
 
     @classmethod
-    def build(cls, tokens: Tensor, patch_lengths: Tensor, eos_id: int, unpool_window: int) -> "PatchLayout":
+    def build(cls, tokens: Tensor, patch_lengths: Tensor, eos_id: int, unpool_window: int,
+              closed_early: Tensor | None = None) -> "PatchLayout":
+        """closed_early [B, P] bool: patches whose end was decided by the token after them (a static speech patch
+        cut short by its span's end); None = none. Token t reads the patch before the one holding t+1 (the shift
+        that keeps it causal), except that the last token of a patch that closed early reads the patch before it:
+        that patch exists only because of token t+1."""
         batch, seq_len = tokens.shape
         n_patches = patch_lengths.shape[1]
         token_layout = TokenLayout.build(tokens, eos_id)
@@ -68,6 +73,9 @@ class PatchLayout:
         n_real = (patch_lengths > 0).sum(dim=1, keepdim=True)
         # Token t predicts t+1 and may read only patches that end at or before t+1: all but the one holding t+1.
         last = torch.minimum(torch.searchsorted(ends, index + 1, right=True) - 1, n_real - 1)
+        if closed_early is not None:
+            undecided = closed_early.gather(1, last.clamp(min=0)) & (last == patch_ids)
+            last = last - undecided.long()
         doc_start = index - token_layout.positions
         first_of_doc = patch_ids.gather(1, doc_start)
         first = torch.maximum(last - unpool_window + 1, first_of_doc)

@@ -1,4 +1,8 @@
-"""PatchDecoder: encoder token states; before each block, unpooling from the global outputs; norm and head."""
+"""PatchDecoder: encoder token states; before each block, unpooling from the global outputs; norm and head.
+
+The global outputs are projected once (a learned linear map, global width -> k × local width, as BLT does) into
+the k key/value slots of each patch that every layer's unpooling reads.
+"""
 
 from torch import Tensor, nn
 
@@ -27,16 +31,18 @@ class PatchDecoder(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.cfg = cfg
+        self.global_projection = nn.Linear(cfg.global_transformer.dim, cfg.patch_slots * cfg.decoder.dim, bias=False)
         self.layers = nn.ModuleList(PatchDecoderLayer(cfg) for _ in range(cfg.decoder.n_layers))
         self.norm = nn.RMSNorm(cfg.decoder.dim, eps=cfg.norm_eps)
         self.output = nn.Linear(cfg.decoder.dim, vocab_size, bias=False)
 
     def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout) -> Tensor:
-        """-> logits [B, T, V]; logits[:, t] predict token t+1."""
+        """global_states [B, P, global width] -> logits [B, T, V]; logits[:, t] predict token t+1."""
         stack = self.cfg.decoder
         rope = RotaryEmbedding(layout.tokens.positions, stack.dim // stack.n_heads, self.cfg.rope_theta)
         mask = self_attention_mask(layout.tokens.doc_ids, stack.window, self.cfg.attention)
         h = token_states
+        global_states = self.global_projection(global_states)
         for layer in self.layers:
             h = layer(h, global_states, layout, rope, mask)
         return self.output(self.norm(h)).float()

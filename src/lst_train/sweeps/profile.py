@@ -24,15 +24,15 @@ class DataProfile:
     """Seconds of speech per global unit."""
     source: str
     """Where the numbers come from, for the plan table."""
-    batches: list[tuple[Tensor, Tensor]] = field(default_factory=list)
-    """Measured (tokens, patch_lengths) batches; empty when given."""
+    batches: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+    """Measured (tokens, patch_lengths, closed_early) batches; empty when given."""
 
     def row_flops(self, model: ModelConfig, units: int) -> float:
         """Training FLOPs (fwd+bwd) of one packed row of `units` global units."""
         if not self.batches:
             return float(row_flops(model, round(units * self.tokens_per_unit), units).training)
-        total = sum(batch_flops(model, tokens, lengths).training for tokens, lengths in self.batches)
-        return total / sum(tokens.shape[0] for tokens, _ in self.batches)
+        total = sum(batch_flops(model, *batch).training for batch in self.batches)
+        return total / sum(batch[0].shape[0] for batch in self.batches)
 
 
 def measure(cfg: Config, n_batches: int) -> DataProfile:
@@ -43,7 +43,7 @@ def measure(cfg: Config, n_batches: int) -> DataProfile:
     batches = []
     for batch in itertools.islice(build_dataloader(cfg), n_batches):
         stats.update(batch)
-        batches.append((batch["tokens"], batch["patch_lengths"]))
+        batches.append((batch["tokens"], batch["patch_lengths"], batch["closed_early"]))
     s = stats.summary()
     return DataProfile(s["tokens"] / s["patches"], s["speech_seconds"] / s["patches"],
                        f"measured over {n_batches} loader batches", batches)

@@ -11,7 +11,8 @@ import torch.distributed as dist
 from lst_train.config import Config, to_yaml
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import merge_skip_counts
-from lst_train.data.stats import LoaderStats
+from lst_train.data.config import source_names
+from lst_train.data.stats import LoaderStats, token_shares
 from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.flops import batch_flops
 from lst_train.loss import IGNORE_INDEX, next_token_loss_sums
@@ -25,7 +26,7 @@ from lst_train.trainer.parallelize import parallelize
 from lst_train.trainer.preemption import PreemptionFlag
 
 LOG = logging.getLogger("lst_train.train")
-BATCH_TENSORS = ("tokens", "patch_lengths", "labels")
+BATCH_TENSORS = ("tokens", "patch_lengths", "closed_early", "labels")
 
 
 def _setup_logging(world: World, run_dir: str) -> None:
@@ -81,7 +82,8 @@ class Trainer:
         totals = torch.zeros(5, dtype=torch.float64, device=world.device)
         for batch in micro_batches:
             b = self._to_device(batch)
-            sums = next_token_loss_sums(self.model(b["tokens"], b["patch_lengths"]), b["labels"], self.vocab)
+            logits = self.model(b["tokens"], b["patch_lengths"], b["closed_early"])
+            sums = next_token_loss_sums(logits, b["labels"], self.vocab)
             # FSDP averages gradients over ranks: scale by the world size to get the global token mean.
             (sums.total * world.world_size / max(global_targets, 1.0)).backward()
             totals += torch.stack([sums.total.detach(), sums.text.detach(), sums.speech.detach(),
@@ -103,7 +105,8 @@ class Trainer:
     def _throughput(self, micro_batches: list[dict], seconds: float, wait: float) -> dict:
         stats = [sum(float(b["row_stats"][k].sum()) for b in micro_batches)
                  for k in ("tokens", "patches", "speech_seconds")]
-        flops = sum(batch_flops(self.cfg.model, b["tokens"], b["patch_lengths"]).training for b in micro_batches)
+        flops = sum(batch_flops(self.cfg.model, b["tokens"], b["patch_lengths"], b["closed_early"]).training
+                    for b in micro_batches)
         tokens, patches, speech, flops = all_reduce_sum(stats + [float(flops)], self.world.device)
         self.state.tokens_seen += int(tokens)
         self.state.flops_seen += flops
@@ -117,6 +120,12 @@ class Trainer:
         gathered = [None] * self.world.world_size
         dist.all_gather_object(gathered, self.loader_stats.skipped)
         return merge_skip_counts(gathered)
+
+    def _token_shares(self) -> dict:
+        """Each data source's realised share of the tokens trained on since this process started, over all ranks."""
+        names = source_names(self.cfg.data.sources)
+        tokens = self.loader_stats.source_tokens or [0] * len(names)
+        return dict(zip(names, token_shares(all_reduce_sum([float(t) for t in tokens], self.world.device))))
 
     def run(self) -> None:
         cfg = self.cfg
@@ -142,6 +151,7 @@ class Trainer:
                 record.update(self.evaluator.run())
             if evaluated or self.state.step % cfg.training.log_interval == 0 or self.state.step == last:
                 record["skipped"] = self._skipped()
+                record["source_token_shares"] = self._token_shares()
                 self.metrics.write(record)
             stop = all_reduce_max(float(preemption.requested), self.world.device) > 0
             self.checkpointer.save(self.state.step, force=stop or self.state.step == last)
