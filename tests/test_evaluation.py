@@ -10,7 +10,8 @@ import torch
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
-from lst_train.evaluation.items import read_items
+from lst_train.data.packing import row_partition
+from lst_train.evaluation.items import Segment, read_items
 from lst_train.evaluation.prompts import PromptBuilder
 from lst_train.evaluation.scoring import ending_scores, evaluate
 from lst_train.loss import labels_from_tokens, next_token_loss_sums
@@ -51,13 +52,30 @@ def test_scores_equal_a_hand_computation(tokenizer, tmp_path):
     for (piece, start), (total, count) in zip(rows, batched):
         tokens = torch.tensor([piece.tokens])
         with torch.no_grad():
-            logits = model(tokens, torch.tensor([piece.patch_lengths]))[0]
+            logits = model(tokens, torch.tensor([piece.patch_lengths]), torch.tensor([piece.patch_closed_early]))[0]
         expected = sum(torch.log_softmax(logits[t - 1], -1)[piece.tokens[t]].item() for t in range(start,
                                                                                                    len(piece.tokens)))
         assert count == len(piece.tokens) - start > 0
         assert abs(total - expected) < 1e-4
     speech_piece, start = rows[2]
     assert all(model.vocab.is_speech(torch.tensor(speech_piece.tokens[start:])))
+
+
+def test_a_same_modality_ending_is_patched_as_one_span_with_the_context(tokenizer):
+    """S→S: the static grid runs on across the context/ending join (no short patch there, which training never
+    shows), exactly as the loader patches one utterance; only the row's last patch may be short."""
+    cfg = debug_config("lst", "model.vocab.text_size=300", "model.vocab.n_codebooks=2", "patching.size=3")
+    model = build_model(cfg.model).eval()
+    builder = _builder(cfg, model, tokenizer)
+    context = Segment("the quick brown fox", str(ASSETS / "0880.flac"))
+    ending = Segment("jumps over", str(ASSETS / "0930.wav"))
+    context_tokens = len(builder.speech_span(context).tokens)
+    assert context_tokens % 6, "the context must end off the static grid for this test to mean anything"
+    piece, start = builder.build(context, ending, "s2s")
+    assert start == 2 + context_tokens and piece.tokens[:2] == [model.vocab.bos, model.vocab.speech_marker]
+    assert piece.patch_lengths[2:-1] == [6] * (len(piece.patch_lengths) - 3)
+    assert (piece.patch_lengths, piece.patch_closed_early) == row_partition(piece.tokens, model.vocab,
+                                                                            builder.patcher)
 
 
 def test_all_four_settings_run_on_a_tiny_set(tokenizer, tmp_path):
