@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lst_train.config import ConfigError, load_config
+from lst_train.data.dataset import resolve_shards
 from lst_train.flops import param_counts
 from lst_train.model import build_model
 
@@ -93,3 +94,15 @@ def test_bad_data_and_training_keys_fail_with_one_line(overrides, key):
 def test_missing_recipe_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("recipe", ["lst_1b.yaml", "baseline_1b.yaml"])
+def test_1b_recipes_hold_the_published_run_and_placeholder_paths_stop_at_start_up(recipe):
+    cfg = load_config(RECIPES / recipe)
+    t, d = cfg.training, cfg.data
+    assert (d.seq_units, d.batch_size, t.steps, t.warmup_steps, t.lr, t.min_lr_ratio) == (4096, 4, 200000, 2000, 4e-4,
+                                                                                        0.01)
+    assert (t.beta1, t.beta2, t.weight_decay, t.grad_clip, t.mixed_precision) == (0.9, 0.95, 0.1, 1.0, "bf16")
+    assert [s.weight for s in d.sources] == [1.0, 2.0] and d.pad_to_multiple == 512
+    with pytest.raises(ConfigError, match=r"^data\.sources\[0\]\.path: no file matches"):
+        resolve_shards(cfg)

@@ -161,3 +161,20 @@ def test_packer_state_resumes_mid_document(tokenizer):
     resumed = RowPacker(units=32, vocab=VOCAB)
     resumed.load_state_dict(state)
     assert resumed.next_row(lambda: next(b_stream)) == expected
+
+
+def test_the_token_cap_bounds_rows_without_losing_a_token(tokenizer):
+    """data.max_row_tokens: a row stops before the patch that would pass the cap (counted), and that patch opens the
+    next row: the rows still hold every document's tokens, in order."""
+    rng = random.Random(5)
+    pieces = [render(speech_document(_utterance(rng, 30), VOCAB), VOCAB, Patcher(PatchingConfig(size=3), 10), False)
+              for _ in range(12)]
+    stream = iter(pieces)
+    packer = RowPacker(units=40, vocab=VOCAB, max_tokens=70)
+    rows = [packer.next_row(lambda: next(stream)) for _ in range(8)]
+    assert all(len(row.tokens) <= 70 for row in rows)
+    assert any(row.capped for row in rows) and all(row.capped == (len(row.patch_lengths) < 40) for row in rows)
+    packed_tokens = [t for row in rows for t in row.tokens[1:]]
+    assert packed_tokens == [t for piece in pieces for t in piece.tokens][: len(packed_tokens)]
+    batch = collate_rows(rows, VOCAB, pad_to_multiple=16)
+    assert batch["row_stats"]["capped_rows"].tolist() == [int(row.capped) for row in rows]

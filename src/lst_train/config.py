@@ -77,6 +77,9 @@ class ModelConfig:
     attention: str = "auto"
     """Self-attention: "auto" (FlexAttention block masks on CUDA, SDPA with a dense mask on CPU), "sdpa" or "flex"
     (flex has no CPU backward)."""
+    output_chunk: int = 8192
+    """Training loss: tokens whose logits the output head computes at once (bounds memory: fp32 logits of a whole
+    [B, T, V] batch are never held)."""
     kernels: str = "auto"
     """Patch-op backend (lst_kernels): "auto": Triton on CUDA, the reference on CPU; "triton" / "reference" force
     one."""
@@ -153,6 +156,7 @@ def validate(cfg: Config) -> None:
         _check(value >= 1, f"model.vocab.{name}", f"must be >= 1, got {value}")
     _validate_stack(m.global_transformer, "model.global_transformer")
     _check(m.ffn_multiple_of >= 1, "model.ffn_multiple_of", f"must be >= 1, got {m.ffn_multiple_of}")
+    _check(m.output_chunk >= 1, "model.output_chunk", f"must be >= 1, got {m.output_chunk}")
     _check(m.rope_theta > 0, "model.rope_theta", f"must be > 0, got {m.rope_theta}")
     _check(m.attention in ("auto", "sdpa", "flex"), "model.attention",
            f"must be 'auto', 'sdpa' or 'flex', got {m.attention!r}")

@@ -72,6 +72,9 @@ class DataConfig:
     """tiktoken BPE ranks file for text (make one with `lst-train tokenizer train`)."""
     seq_units: int = 512
     """Global positions per packed row: patches for the LST, tokens for the baseline (fixed compute per step)."""
+    max_row_tokens: int = 0
+    """Token cap of a packed row (0 = none): a row stops short of seq_units when the next patch would pass it
+    (counted as capped_rows), bounding the LST's token length, hence memory and the number of shapes."""
     batch_size: int = 4
     """Rows per micro-batch on each rank."""
     num_workers: int = 0
@@ -99,6 +102,9 @@ def validate_data(cfg: DataConfig, check) -> None:
         check(source.sequence_kind in allowed, f"{key}.sequence",
               f"must be one of {allowed} for a {source.kind} source, got {source.sequence!r}")
     check(cfg.seq_units >= 8, "data.seq_units", f"must be >= 8, got {cfg.seq_units}")
+    check(cfg.max_row_tokens == 0 or cfg.max_row_tokens >= cfg.seq_units, "data.max_row_tokens",
+          f"must be 0 (no cap) or >= data.seq_units={cfg.seq_units} (a unit holds at least one token), "
+          f"got {cfg.max_row_tokens}")
     check(cfg.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.batch_size}")
     check(cfg.num_workers >= 0, "data.num_workers", f"must be >= 0, got {cfg.num_workers}")
     check(cfg.pad_to_multiple >= 1, "data.pad_to_multiple", f"must be >= 1, got {cfg.pad_to_multiple}")

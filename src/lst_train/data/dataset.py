@@ -32,6 +32,10 @@ def resolve_shards(cfg: Config) -> list[list[str]]:
         if not paths:
             raise ConfigError(f"data.sources[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
         shards.append(paths)
+    weights = cfg.data.codec.weights
+    if weights and cfg.data.codec.kind == "mimi" and not os.path.isdir(weights):
+        raise ConfigError(f"data.codec.weights: no directory {weights!r}; point it at local Mimi weights "
+                          "(transformers format), or leave it empty for random weights (tests only)")
     if not os.path.isfile(cfg.data.tokenizer):
         raise ConfigError(f"data.tokenizer: no file {cfg.data.tokenizer!r}; make one with {TRAIN_COMMAND}")
     n_text = TextTokenizer.from_file(cfg.data.tokenizer).n_vocab
@@ -79,13 +83,14 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # several Mimi encoders per rank must not oversubscribe the cores
 
 
-def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1) -> StatefulDataLoader:
-    """The loader of one rank: yields batch dicts (see lst_train.data.packing.collate_rows) forever."""
+def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> StatefulDataLoader:
+    """The loader of one rank: yields batch dicts (see lst_train.data.packing.collate_rows) forever; `pin_memory` for
+    non-blocking copies to a GPU."""
     dataset = PackedSpeechTextDataset(cfg, rank, world_size)
     workers = cfg.data.num_workers
     return StatefulDataLoader(dataset, batch_size=None, num_workers=workers,
                               worker_init_fn=_worker_init if workers else None,
-                              prefetch_factor=2 if workers else None, persistent_workers=False)
+                              prefetch_factor=2 if workers else None, persistent_workers=False, pin_memory=pin_memory)
 
 
 __all__ = ["PackedSpeechTextDataset", "build_dataloader", "resolve_shards"]

@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> None:
           f"aligned {s['tokens_per_patch_aligned']} (word {s['tokens_per_word_patch']}, "
           f"silence {s['tokens_per_silence_patch']})")
     print(f"speech patches per second of speech: {s['speech_patches_per_second']}")
+    print(f"rows stopped short at data.max_row_tokens: {s['capped_rows']}")
     print("token shares per source (realised / weight): " + ", ".join(
         f"{name} {share} / {weight}" for name, share, weight in
         zip(s["source_names"], s["source_token_shares"], s["source_weights"])))

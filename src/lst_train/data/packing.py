@@ -32,6 +32,8 @@ class Piece:
     """A document's data source (index into data.sources)."""
     source_tokens: dict[int, int] = field(default_factory=dict)
     """A packed row's tokens per data source (its <bos> and padding belong to none)."""
+    capped: bool = False
+    """A packed row that stopped short of its units at the token cap (data.max_row_tokens)."""
 
     def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0, closed_early: bool = False) -> None:
         self.tokens += tokens
@@ -95,11 +97,13 @@ def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: b
 
 
 class RowPacker:
-    """Fills rows of exactly `units` patches; its state is the unfinished document (exact resume)."""
+    """Fills rows of exactly `units` patches, or fewer when the next patch would take a row past `max_tokens`
+    tokens (0 = no cap; such a row is marked `capped`); its state is the unfinished document (exact resume)."""
 
-    def __init__(self, units: int, vocab: Vocab):
+    def __init__(self, units: int, vocab: Vocab, max_tokens: int = 0):
         self.units = units
         self.vocab = vocab
+        self.max_tokens = max_tokens
         self.pending: Piece | None = None
         self.offset = 0  # patches of `pending` already packed
         self.token_offset = 0
@@ -108,20 +112,21 @@ class RowPacker:
         """A full row; `next_piece()` supplies documents as needed."""
         row = Piece()
         row.add_patch([self.vocab.bos], KIND_SINGLE)
-        while len(row.patch_lengths) < self.units:
+        while len(row.patch_lengths) < self.units and not row.capped:
             if self.pending is None or self.offset == len(self.pending.patch_lengths):
                 self.pending, self.offset, self.token_offset = next_piece(), 0, 0
-            take = min(self.units - len(row.patch_lengths), len(self.pending.patch_lengths) - self.offset)
-            taken_from = self.token_offset
-            for i in range(self.offset, self.offset + take):
-                n = self.pending.patch_lengths[i]
-                row.add_patch(self.pending.tokens[self.token_offset: self.token_offset + n],
-                              self.pending.patch_kinds[i], self.pending.patch_seconds[i],
-                              self.pending.patch_closed_early[i])
+            pending, taken_from = self.pending, self.token_offset
+            while len(row.patch_lengths) < self.units and self.offset < len(pending.patch_lengths):
+                i, n = self.offset, pending.patch_lengths[self.offset]
+                if self.max_tokens and len(row.tokens) + n > self.max_tokens and len(row.patch_lengths) > 1:
+                    row.capped = True
+                    break
+                row.add_patch(pending.tokens[self.token_offset: self.token_offset + n], pending.patch_kinds[i],
+                              pending.patch_seconds[i], pending.patch_closed_early[i])
                 self.token_offset += n
-            self.offset += take
-            source = self.pending.source
-            row.source_tokens[source] = row.source_tokens.get(source, 0) + self.token_offset - taken_from
+                self.offset += 1
+            row.source_tokens[pending.source] = row.source_tokens.get(pending.source, 0) \
+                + self.token_offset - taken_from
         return row
 
     def state_dict(self) -> dict:
@@ -152,7 +157,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
     closed_early = torch.zeros((len(rows), n_patches), dtype=torch.bool)
     stats = {name: [] for name in ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches",
                                    "static_patches", "static_tokens", "word_patches", "word_tokens",
-                                   "silence_patches", "silence_tokens")}
+                                   "silence_patches", "silence_tokens", "capped_rows")}
     for b, row in enumerate(rows):
         tokens[b, : len(row.tokens)] = torch.tensor(row.tokens)
         lengths = row.patch_lengths + ([width - len(row.tokens)] if len(row.tokens) < width else [])
@@ -164,6 +169,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
         stats["text_tokens"].append(int((row_tokens < vocab.text_size).sum()))
         stats["tokens"].append(len(row.tokens))
         stats["patches"].append(len(row.patch_lengths))
+        stats["capped_rows"].append(int(row.capped))
         for name, kind in (("static", KIND_STATIC), ("word", KIND_WORD), ("silence", KIND_SILENCE)):
             count, total = _kind_totals(row, kind)
             stats[f"{name}_patches"].append(count)

@@ -5,7 +5,7 @@ from collections import defaultdict
 from lst_train.data.patchers import KIND_NAMES, KIND_SINGLE
 from lst_train.data.skips import merge_skip_counts
 
-ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches") + tuple(
+ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches", "capped_rows") + tuple(
     f"{KIND_NAMES[k]}_{what}" for k in KIND_NAMES if k != KIND_SINGLE for what in ("patches", "tokens"))
 
 
@@ -48,6 +48,7 @@ class LoaderStats:
             "batches": self.batches,
             "tokens": int(s["tokens"]),
             "patches": int(s["patches"]),
+            "capped_rows": int(s["capped_rows"]),
             "speech_seconds": round(s["speech_seconds"], 2),
             "speech_token_fraction": _ratio(s["speech_tokens"], s["tokens"]),
             "text_token_fraction": _ratio(s["text_tokens"], s["tokens"]),

@@ -18,6 +18,7 @@ from dataclasses import asdict
 
 from lst_train.config import Config
 from lst_train.data.config import source_shares
+from lst_train.flops import batch_flops
 from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
 from lst_train.data.packing import Piece, RowPacker, collate_rows, render
 from lst_train.data.patchers import Patcher
@@ -60,7 +61,7 @@ class ReaderStream:
         self.shares = source_shares(data.sources)
         self.tokenizer = TextTokenizer.from_file(data.tokenizer)
         self.patcher = Patcher(cfg.patching, cfg.training.steps) if cfg.model.arch == "lst" else None
-        self.packer = RowPacker(data.seq_units, self.vocab)
+        self.packer = RowPacker(data.seq_units, self.vocab, data.max_row_tokens)
         self.batches = 0
         self.documents = [0] * len(self.cursors)
         self.source_tokens = [0] * len(self.cursors)  # tokens rendered per source: what the mixture balances
@@ -164,6 +165,9 @@ class ReaderStream:
     def next_batch(self) -> dict:
         rows = [self.packer.next_row(self.next_piece) for _ in range(self.cfg.data.batch_size)]
         batch = collate_rows(rows, self.vocab, self.cfg.data.pad_to_multiple, len(self.cursors))
+        # Exact training FLOPs of the batch, counted here (in the loader worker) rather than in the training step.
+        batch["flops"] = batch_flops(self.cfg.model, batch["tokens"], batch["patch_lengths"],
+                                     batch["closed_early"]).training
         batch["loader"] = {"reader": self.reader, "step": self.step, "skipped": self.skips.as_dict(),
                            "documents": list(self.documents), "epochs": [c.epoch for c in self.cursors]}
         self.batches += 1

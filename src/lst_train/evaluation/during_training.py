@@ -18,7 +18,7 @@ from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import PromptBuilder
 from lst_train.evaluation.scoring import evaluate
-from lst_train.loss import next_token_loss_sums
+from lst_train.loss import loss_sums, targets_of
 
 
 class TrainingEvaluator:
@@ -57,9 +57,10 @@ class TrainingEvaluator:
         device = next(self.model.parameters()).device
         totals = torch.zeros(6, dtype=torch.float64, device=device)
         for batch in itertools.islice(loader, self.cfg.evaluation.validation_batches):
-            logits = self.model(batch["tokens"].to(device), batch["patch_lengths"].to(device),
-                                batch["closed_early"].to(device))
-            sums = next_token_loss_sums(logits, batch["labels"].to(device), self.model.vocab)
+            labels = batch["labels"].to(device)
+            per_token = self.model(batch["tokens"].to(device), batch["patch_lengths"].to(device),
+                                   batch["closed_early"].to(device), targets_of(labels))
+            sums = loss_sums(per_token, labels, self.model.vocab)
             totals += torch.stack([sums.total, sums.text, sums.speech, sums.n_total.double(), sums.n_text.double(),
                                    sums.n_speech.double()]).double()
         if torch.distributed.is_initialized():

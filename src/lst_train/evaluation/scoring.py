@@ -12,14 +12,15 @@ from lst_train.vocab import Vocab
 
 
 @torch.no_grad()
-def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab,
-                  batch_size: int = 16) -> list[tuple[float, int]]:
-    """(sum of log p(ending token | everything before), number of ending tokens) per row; batched, padded."""
+def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab, batch_size: int = 16,
+                  pad_to_multiple: int = 1) -> list[tuple[float, int]]:
+    """(sum of log p(ending token | everything before), number of ending tokens) per row; batched, padded to a
+    multiple of `pad_to_multiple` (training's buckets: no new shape, so no recompile, per evaluation batch)."""
     scores = []
     device = next(model.parameters()).device
     for i in range(0, len(rows), batch_size):
         chunk = rows[i: i + batch_size]
-        batch = collate_rows([piece for piece, _ in chunk], vocab, pad_to_multiple=1)
+        batch = collate_rows([piece for piece, _ in chunk], vocab, pad_to_multiple)
         tokens = batch["tokens"].to(device)
         logits = model(tokens, batch["patch_lengths"].to(device), batch["closed_early"].to(device))
         logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -47,7 +48,7 @@ def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], se
             for ending in item.endings:
                 rows.append(builder.build(item.context, ending, setting))
             owners.append(item)
-        scores = iter(ending_scores(model, rows, builder.vocab, batch_size))
+        scores = iter(ending_scores(model, rows, builder.vocab, batch_size, builder.cfg.data.pad_to_multiple))
         correct_sum = correct_mean = 0
         for item in owners:
             item_scores = [next(scores) for _ in item.endings]

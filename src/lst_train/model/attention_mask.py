@@ -7,9 +7,9 @@ and no work outside the window). flex_attention has no CPU backward, so 'auto' p
 
 import torch
 from torch import Tensor
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-_compiled_flex = None
+FLEX_BLOCK = 128
 
 
 def causal_document_mask(doc_ids: Tensor, window: int) -> Tensor:
@@ -22,15 +22,47 @@ def causal_document_mask(doc_ids: Tensor, window: int) -> Tensor:
 
 
 def causal_document_block_mask(doc_ids: Tensor, window: int) -> BlockMask:
-    """The same rule as a FlexAttention BlockMask."""
+    """The same rule as a FlexAttention BlockMask, built at block granularity (block_classes): O(B·(L/128)²) small
+    tensor ops and no compile, whatever L is (create_block_mask would evaluate the rule on all L² pairs, or compile
+    once per new length)."""
 
     def rule(b, h, q_idx, kv_idx):
         allowed = (kv_idx <= q_idx) & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
         return allowed & (q_idx - kv_idx < window) if window > 0 else allowed
 
+    partial, full = block_classes(doc_ids, window)
+    length = doc_ids.shape[1]
+    return BlockMask.from_kv_blocks(*_kv_blocks(partial), *_kv_blocks(full), BLOCK_SIZE=FLEX_BLOCK, mask_mod=rule,
+                                    seq_lengths=(length, length))
+
+
+def block_classes(doc_ids: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """(partial, full) [B, n, n] bool over (query block, key block) of FLEX_BLOCK positions: full = every pair
+    allowed (the rule is skipped there: exact), partial = some pair may be allowed (the rule is applied:
+    conservative). Documents are contiguous (ids non-decreasing along a row), so a block's first and last
+    positions bound the documents it holds."""
     batch, length = doc_ids.shape
-    return create_block_mask(rule, batch, None, length, length, device=doc_ids.device,
-                             _compile=doc_ids.is_cuda)
+    n_blocks = -(-length // FLEX_BLOCK)
+    first = torch.arange(n_blocks, device=doc_ids.device) * FLEX_BLOCK
+    last = (first + FLEX_BLOCK - 1).clamp(max=length - 1)
+    doc_first, doc_last = doc_ids[:, first], doc_ids[:, last]  # [B, n]
+    q_first, q_last, k_first, k_last = first[:, None], last[:, None], first[None, :], last[None, :]
+    some = (k_first <= q_last) & (doc_first[:, None, :] <= doc_last[:, :, None]) \
+        & (doc_last[:, None, :] >= doc_first[:, :, None])
+    one_doc = doc_first == doc_last
+    # A query block cut by the row's end is never full (its key blocks, all before it, then are not either).
+    every = (k_last <= q_first) & one_doc[:, :, None] & one_doc[:, None, :] \
+        & (doc_first[:, :, None] == doc_first[:, None, :]) & (q_last - q_first + 1 == FLEX_BLOCK)[None]
+    if window > 0:
+        some = some & (q_first - k_last < window)
+        every = every & (q_last - k_first < window)
+    return some & ~every, every
+
+
+def _kv_blocks(selected: Tensor) -> tuple[Tensor, Tensor]:
+    """[B, n, n] bool -> (counts [B, 1, n], indices [B, 1, n, n]: the selected key blocks first, in order)."""
+    order = torch.argsort((~selected).to(torch.int8), dim=-1, stable=True)
+    return selected.sum(dim=-1, dtype=torch.int32)[:, None], order.to(torch.int32)[:, None]
 
 
 def self_attention_mask(doc_ids: Tensor, window: int, attention: str) -> Tensor | BlockMask:
@@ -40,13 +72,28 @@ def self_attention_mask(doc_ids: Tensor, window: int, attention: str) -> Tensor 
     return causal_document_mask(doc_ids, window)
 
 
+_compiled_flex: dict = {}
+
+# Test-only: a torch.compile backend (e.g. "eager" or a counting one) that routes CPU through the compiled flex path,
+# so the compile count of the real entry point can be checked without a GPU. None: CPU runs flex uncompiled.
+CPU_FLEX_BACKEND = None
+
+
+def compiled_flex_attention(backend="inductor"):
+    """flex_attention compiled once per backend with dynamic shapes: token lengths change from batch to batch,
+    and a static compile would recompile for each new length until dynamo gives up (after 8) and falls back to
+    the unfused flex that materialises [B, H, L, L] scores."""
+    if backend not in _compiled_flex:
+        _compiled_flex[backend] = torch.compile(flex_attention, dynamic=True, backend=backend)
+    return _compiled_flex[backend]
+
+
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | BlockMask) -> Tensor:
     """q, k, v [B, H, L, dh] under either mask form."""
-    global _compiled_flex
     if isinstance(mask, BlockMask):
-        if not q.is_cuda:
-            return flex_attention(q, k, v, block_mask=mask)
-        if _compiled_flex is None:  # flex_attention is fast only compiled
-            _compiled_flex = torch.compile(flex_attention, dynamic=False)
-        return _compiled_flex(q, k, v, block_mask=mask)
+        if q.is_cuda:  # flex_attention is fast only compiled
+            return compiled_flex_attention()(q, k, v, block_mask=mask)
+        if CPU_FLEX_BACKEND is not None:
+            return compiled_flex_attention(CPU_FLEX_BACKEND)(q, k, v, block_mask=mask)
+        return flex_attention(q, k, v, block_mask=mask)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)

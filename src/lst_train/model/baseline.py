@@ -4,6 +4,7 @@ from torch import Tensor, nn
 
 from lst_train.config import ModelConfig
 from lst_train.model.global_transformer import GlobalTransformer
+from lst_train.model.layers import OutputHead
 from lst_train.model.init import stack_init_plan
 from lst_train.model.layout import TokenLayout
 from lst_train.vocab import Vocab
@@ -18,7 +19,7 @@ class InterleavedBaseline(nn.Module):
         self.tok_embeddings = nn.Embedding(self.vocab.size, dim)
         self.global_transformer = GlobalTransformer(cfg)
         self.norm = nn.RMSNorm(dim, eps=cfg.norm_eps)
-        self.output = nn.Linear(dim, self.vocab.size, bias=False)
+        self.output = OutputHead(dim, self.vocab.size, cfg.output_chunk)
 
     def init_plan(self) -> dict[str, tuple[str, float]]:
         """How each parameter is initialised (see lst_train.model.init)."""
@@ -27,8 +28,10 @@ class InterleavedBaseline(nn.Module):
         plan["output.weight"] = ("trunc_normal", self.cfg.global_transformer.dim ** -0.5)
         return plan
 
-    def forward(self, tokens: Tensor, patch_lengths: Tensor | None = None, closed_early: Tensor | None = None) -> Tensor:
-        """tokens [B, T] -> logits [B, T, V]; the patch partition is accepted for a uniform call and ignored."""
+    def forward(self, tokens: Tensor, patch_lengths: Tensor | None = None, closed_early: Tensor | None = None,
+                targets: Tensor | None = None) -> Tensor:
+        """tokens [B, T] -> logits [B, T, V], or per-token losses [B, T] given `targets` (as the LST's); the patch
+        partition is accepted for a uniform call and ignored."""
         layout = TokenLayout.build(tokens, self.vocab.eos)
         h = self.global_transformer(self.tok_embeddings(tokens), layout.doc_ids, layout.positions)
-        return self.output(self.norm(h)).float()
+        return self.output(self.norm(h), targets)

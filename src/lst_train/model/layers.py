@@ -1,4 +1,5 @@
-"""Transformer building blocks shared by every stack: RMSNorm, RoPE, SwiGLU, masked self-attention, blocks."""
+"""Transformer building blocks shared by every stack: RMSNorm, RoPE, SwiGLU, masked self-attention, blocks, the
+output head."""
 
 import math
 
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention.flex_attention import BlockMask
 
+from lst_train.loss import chunked_linear_cross_entropy
 from lst_train.model.attention_mask import masked_attention
 
 
@@ -113,3 +115,19 @@ class TransformerBlock(nn.Module):
         x = x + self.attention.decode(self.attention_norm(x), rope, cache, window)
         return x + self.feed_forward(self.ffn_norm(x))
 
+
+
+class OutputHead(nn.Linear):
+    """The vocabulary projection. Given targets it returns per-token cross-entropy [B, T] computed a chunk of rows
+    at a time (lst_train.loss.ChunkedLinearCrossEntropy) instead of fp32 logits [B, T, V]; one module, so one FSDP
+    unit, either way."""
+
+    def __init__(self, dim: int, vocab_size: int, chunk: int):
+        super().__init__(dim, vocab_size, bias=False)
+        self.chunk = chunk
+
+    def forward(self, h: Tensor, targets: Tensor | None = None) -> Tensor:
+        if targets is None:
+            return super().forward(h).float()
+        flat = chunked_linear_cross_entropy(h.reshape(-1, h.shape[-1]), self.weight, targets.reshape(-1), self.chunk)
+        return flat.view(targets.shape)

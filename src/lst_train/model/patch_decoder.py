@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from lst_train.config import ModelConfig
 from lst_train.model.cross_attention import PatchUnpooling
-from lst_train.model.layers import RotaryEmbedding, TransformerBlock
+from lst_train.model.layers import OutputHead, RotaryEmbedding, TransformerBlock
 from lst_train.model.attention_mask import self_attention_mask
 from lst_train.model.layout import PatchLayout
 
@@ -34,10 +34,12 @@ class PatchDecoder(nn.Module):
         self.global_projection = nn.Linear(cfg.global_transformer.dim, cfg.patch_slots * cfg.decoder.dim, bias=False)
         self.layers = nn.ModuleList(PatchDecoderLayer(cfg) for _ in range(cfg.decoder.n_layers))
         self.norm = nn.RMSNorm(cfg.decoder.dim, eps=cfg.norm_eps)
-        self.output = nn.Linear(cfg.decoder.dim, vocab_size, bias=False)
+        self.output = OutputHead(cfg.decoder.dim, vocab_size, cfg.output_chunk)
 
-    def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout) -> Tensor:
-        """global_states [B, P, global width] -> logits [B, T, V]; logits[:, t] predict token t+1."""
+    def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout,
+                targets: Tensor | None = None) -> Tensor:
+        """global_states [B, P, global width] -> logits [B, T, V] (logits[:, t] predict token t+1), or with
+        `targets` [B, T] the per-token losses [B, T] (see OutputHead)."""
         stack = self.cfg.decoder
         rope = RotaryEmbedding(layout.tokens.positions, stack.dim // stack.n_heads, self.cfg.rope_theta)
         mask = self_attention_mask(layout.tokens.doc_ids, stack.window, self.cfg.attention)
@@ -45,4 +47,4 @@ class PatchDecoder(nn.Module):
         global_states = self.global_projection(global_states)
         for layer in self.layers:
             h = layer(h, global_states, layout, rope, mask)
-        return self.output(self.norm(h)).float()
+        return self.output(self.norm(h), targets)

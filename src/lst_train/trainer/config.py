@@ -6,6 +6,7 @@ SCHEDULES = ("cosine", "wsd")
 ACTIVATION_CHECKPOINTS = ("none", "selective", "full")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+SWITCHES = ("auto", "true", "false")
 
 
 @dataclass
@@ -45,8 +46,9 @@ class TrainingConfig:
     """FSDP2 parameter dtype: 'auto' (bf16 on cuda, fp32 on cpu), 'fp32' or 'bf16'; gradients reduce in fp32."""
     activation_checkpoint: str = "none"
     """'none', 'selective' (every other block) or 'full' (every block)."""
-    compile: bool = False
-    """torch.compile each transformer block."""
+    compile: str = "auto"
+    """torch.compile each transformer block: 'auto' (on CUDA, where it pays; off on CPU, where compiling costs more
+    than short runs gain), 'true' or 'false'."""
     log_interval: int = 1
     """Steps between metric lines (console, RUN_DIR/metrics.jsonl, TensorBoard)."""
     peak_tflops: float = 0.0
@@ -84,6 +86,8 @@ def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig, ch
           f"must be one of {PRECISIONS}, got {t.mixed_precision!r}")
     check(t.activation_checkpoint in ACTIVATION_CHECKPOINTS, "training.activation_checkpoint",
           f"must be one of {ACTIVATION_CHECKPOINTS}, got {t.activation_checkpoint!r}")
+    t.compile = str(t.compile).lower()  # YAML/CLI booleans arrive as 'True' / 'False'
+    check(t.compile in SWITCHES, "training.compile", f"must be one of {SWITCHES}, got {t.compile!r}")
     check(t.log_interval >= 1, "training.log_interval", f"must be >= 1, got {t.log_interval}")
     c = checkpoint
     check(c.interval >= 1, "checkpoint.interval", f"must be >= 1, got {c.interval}")

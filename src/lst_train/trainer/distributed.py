@@ -45,15 +45,3 @@ def init_world(requested_device: str, timeout_minutes: float = 30.0) -> World:
             dist.init_process_group(backend, store=store, rank=0, world_size=1, timeout=timeout)
     return World(rank, world_size, local_rank, device)
 
-
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum a few numbers over all ranks (float64, exact for counts)."""
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def all_reduce_max(value: float, device: torch.device) -> float:
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.item())

@@ -1,7 +1,9 @@
 """Parallelism applied to a single-device model: activation checkpointing, torch.compile and FSDP2 per block.
 
 Model code knows nothing of this module. Every transformer block of every stack becomes one FSDP unit (and one AC
-/ compile unit), then the root is wrapped for the embeddings, pooling and head.
+/ compile unit); the token embeddings and the output head are units of their own (their all-gathers then overlap
+the blocks' compute instead of holding the whole root's parameters for the step, as torchtitan does), and the root
+is wrapped for the rest (pooling, norms, the global-to-slots projection).
 """
 
 import torch
@@ -18,6 +20,11 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
             if isinstance(module.layers, nn.ModuleList)]
 
 
+def vocabulary_modules(model: nn.Module) -> list[nn.Module]:
+    """The token embeddings and output heads (the [vocab × width] matrices) of every stack."""
+    return [module for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in ("tok_embeddings", "output")]
+
+
 def param_dtype(cfg: TrainingConfig, device: torch.device) -> torch.dtype:
     if cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
@@ -26,13 +33,14 @@ def param_dtype(cfg: TrainingConfig, device: torch.device) -> torch.dtype:
 
 def parallelize(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> nn.Module:
     blocks = transformer_blocks(model)
+    compile_blocks = cfg.compile == "true" or (cfg.compile == "auto" and device.type == "cuda")
     for index, block in enumerate(blocks):
         if cfg.activation_checkpoint == "full" or (cfg.activation_checkpoint == "selective" and index % 2 == 0):
             checkpoint(block)
-        if cfg.compile:
+        if compile_blocks:
             block.compile()
     policy = MixedPrecisionPolicy(param_dtype=param_dtype(cfg, device), reduce_dtype=torch.float32)
-    for block in blocks:
-        fully_shard(block, mp_policy=policy)
+    for module in blocks + vocabulary_modules(model):
+        fully_shard(module, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     return model

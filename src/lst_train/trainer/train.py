@@ -7,19 +7,19 @@ import time
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
 
 from lst_train.config import Config, to_yaml
-from lst_train.data.dataset import build_dataloader
-from lst_train.data.skips import merge_skip_counts
 from lst_train.data.config import source_names
+from lst_train.data.dataset import build_dataloader
+from lst_train.data.skips import REASONS
 from lst_train.data.stats import LoaderStats, token_shares
 from lst_train.evaluation.during_training import TrainingEvaluator
-from lst_train.flops import batch_flops
-from lst_train.loss import IGNORE_INDEX, next_token_loss_sums
+from lst_train.loss import IGNORE_INDEX, loss_sums, targets_of
 from lst_train.model import build_model
 from lst_train.model.init import initialize_parameters
 from lst_train.trainer.checkpointing import Checkpointer, TrainState
-from lst_train.trainer.distributed import World, all_reduce_max, all_reduce_sum, init_world
+from lst_train.trainer.distributed import World, init_world
 from lst_train.trainer.metrics import MetricsWriter, memory_gb, peak_flops
 from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
 from lst_train.trainer.parallelize import parallelize
@@ -57,12 +57,13 @@ class Trainer:
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
                 f.write(to_yaml(cfg))
+        self.loader = build_dataloader(cfg, self.world.rank, self.world.world_size,  # bad data paths fail first
+                                       pin_memory=self.world.device.type == "cuda")
         torch.manual_seed(cfg.training.seed + self.world.rank)
         self.model = build_sharded_model(cfg, self.world)
         self.vocab = self.model.vocab
         self.optimizers = build_optimizers(self.model, cfg.training, cfg.model.arch, self.world.device.type)
         self.lr_schedulers = build_lr_schedulers(self.optimizers, cfg.training)
-        self.loader = build_dataloader(cfg, self.world.rank, self.world.world_size)
         self.state = TrainState(to_yaml(cfg))
         self.checkpointer = Checkpointer(cfg.checkpoint, cfg.run_dir, self.world.rank, self.model, self.optimizers,
                                          self.lr_schedulers, self.loader, self.state)
@@ -74,58 +75,69 @@ class Trainer:
     def _to_device(self, batch: dict) -> dict:
         return {k: batch[k].to(self.world.device, non_blocking=True) for k in BATCH_TENSORS}
 
-    def train_step(self, micro_batches: list[dict]) -> dict:
-        """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets."""
+    def train_step(self, micro_batches: list[dict]) -> tuple[Tensor, Tensor]:
+        """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets, and the
+        optimizer step. No host synchronisation: returns this rank's loss sums (total, text, speech, n_text,
+        n_speech) and the global gradient norm, as device tensors, read only when the step is logged."""
         world = self.world
         local_targets = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro_batches)
-        global_targets = all_reduce_sum([local_targets], world.device)[0]
+        global_targets = torch.tensor(float(local_targets), dtype=torch.float64, device=world.device)
+        dist.all_reduce(global_targets)
+        # FSDP averages gradients over ranks: scale by the world size to get the global token mean.
+        scale = (world.world_size / global_targets.clamp(min=1.0)).float()
         totals = torch.zeros(5, dtype=torch.float64, device=world.device)
-        for batch in micro_batches:
+        for index, batch in enumerate(micro_batches):
+            # Accumulate unsharded gradients locally; reduce-scatter once, in the last micro-batch's backward.
+            self.model.set_requires_gradient_sync(index == len(micro_batches) - 1)
             b = self._to_device(batch)
-            logits = self.model(b["tokens"], b["patch_lengths"], b["closed_early"])
-            sums = next_token_loss_sums(logits, b["labels"], self.vocab)
-            # FSDP averages gradients over ranks: scale by the world size to get the global token mean.
-            (sums.total * world.world_size / max(global_targets, 1.0)).backward()
+            per_token = self.model(b["tokens"], b["patch_lengths"], b["closed_early"], targets_of(b["labels"]))
+            sums = loss_sums(per_token, b["labels"], self.vocab)
+            (sums.total * scale).backward()
             totals += torch.stack([sums.total.detach(), sums.text.detach(), sums.speech.detach(),
                                    sums.n_text.double(), sums.n_speech.double()]).double()
         clip = self.cfg.training.grad_clip if self.cfg.training.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
-        lr = self.optimizers.optimizers[0].param_groups[-1]["lr"]
         self.optimizers.step()
         self.lr_schedulers.step()
         self.optimizers.zero_grad()
-        dist.all_reduce(totals)
-        total, text, speech, n_text, n_speech = totals.tolist()
-        # A modality absent from the step has no loss (null), not 0.
-        return {"loss": total / max(global_targets, 1.0), "loss_text": text / n_text if n_text else None,
-                "loss_speech": speech / n_speech if n_speech else None, "lr": lr, "grad_norm": float(grad_norm)}
+        return totals, grad_norm
 
-    def _throughput(self, micro_batches: list[dict], seconds: float, wait: float) -> dict:
-        stats = [sum(float(b["row_stats"][k].sum()) for b in micro_batches)
-                 for k in ("tokens", "patches", "speech_seconds")]
-        flops = sum(batch_flops(self.cfg.model, b["tokens"], b["patch_lengths"], b["closed_early"]).training
-                    for b in micro_batches)
-        tokens, patches, speech, flops = all_reduce_sum(stats + [float(flops)], self.world.device)
+    def _synchronize(self, totals: Tensor, pending: "PendingCounts", preempted: bool) -> tuple[list[float], dict, bool]:
+        """The one reduction of a sync point (a logged or checkpointed step): this step's loss sums, the counts since
+        the last sync point, each source's tokens, the skip counts by reason and the preemption flag, summed over
+        ranks in a single all_reduce. Updates tokens_seen / flops_seen; returns the step's loss sums, the summed counts
+        and whether any rank was asked to stop."""
+        skipped = self.loader_stats.skipped
+        shares = self.loader_stats.source_tokens or [0] * len(self.cfg.data.sources)
+        local = torch.tensor([*pending.values(), *shares, *(skipped.get(r, 0) for r in REASONS), float(preempted)],
+                             dtype=torch.float64)
+        reduced = torch.cat([totals, local.to(self.world.device)])
+        dist.all_reduce(reduced)
+        values = reduced.tolist()
+        loss_totals, rest = values[:5], values[5:]
+        tokens, patches, speech, flops, wait = rest[:5]
         self.state.tokens_seen += int(tokens)
         self.state.flops_seen += flops
-        return {"tokens_per_s": tokens / seconds, "patches_per_s": patches / seconds,
-                "speech_seconds_per_s": speech / seconds,
-                "mfu": flops / (seconds * self.peak * self.world.world_size) if self.peak else 0.0,
-                "mem_gb": memory_gb(self.world.device), "data_wait_frac": wait / seconds,
-                "tokens_seen": self.state.tokens_seen, "flops_seen": self.state.flops_seen}
+        counts = {"tokens": tokens, "patches": patches, "speech_seconds": speech, "flops": flops,
+                  "wait": wait / self.world.world_size, "shares": rest[5: 5 + len(shares)],
+                  "skipped": {r: int(n) for r, n in zip(REASONS, rest[5 + len(shares):-1]) if n}}
+        return loss_totals, counts, rest[-1] > 0
 
-    def _skipped(self) -> dict:
-        gathered = [None] * self.world.world_size
-        dist.all_gather_object(gathered, self.loader_stats.skipped)
-        return merge_skip_counts(gathered)
-
-    def _token_shares(self) -> dict:
-        """Each data source's realised share of the tokens trained on since this process started, over all ranks."""
-        names = source_names(self.cfg.data.sources)
-        tokens = self.loader_stats.source_tokens or [0] * len(names)
-        return dict(zip(names, token_shares(all_reduce_sum([float(t) for t in tokens], self.world.device))))
+    def _record(self, step: int, loss_totals: list[float], n: dict, grad_norm: Tensor, seconds: float) -> dict:
+        total, text, speech, n_text, n_speech = loss_totals
+        targets = n_text + n_speech
+        return {"step": step, "loss": total / max(targets, 1.0), "loss_text": text / n_text if n_text else None,
+                "loss_speech": speech / n_speech if n_speech else None,  # a modality absent from the step: null
+                "lr": self.optimizers.optimizers[0].param_groups[-1]["lr"], "grad_norm": float(grad_norm),
+                "tokens_per_s": n["tokens"] / seconds, "patches_per_s": n["patches"] / seconds,
+                "speech_seconds_per_s": n["speech_seconds"] / seconds,
+                "mfu": n["flops"] / (seconds * self.peak * self.world.world_size) if self.peak else 0.0,
+                "mem_gb": memory_gb(self.world.device), "data_wait_frac": n["wait"] / seconds,
+                "tokens_seen": self.state.tokens_seen, "flops_seen": self.state.flops_seen,
+                "skipped": n["skipped"],
+                "source_token_shares": dict(zip(source_names(self.cfg.data.sources), token_shares(n["shares"])))}
 
     def run(self) -> None:
         cfg = self.cfg
@@ -135,32 +147,52 @@ class Trainer:
         preemption = PreemptionFlag(os.path.join(cfg.run_dir, ".pids"), self.world.rank)
         batches = iter(self.loader)
         last = cfg.training.stop_at or cfg.training.steps
+        pending = PendingCounts()
+        since = time.perf_counter()
         while self.state.step < last:
             start = time.perf_counter()
             micro_batches = []
             for _ in range(cfg.training.grad_accum_steps):
                 micro_batches.append(next(batches))
                 self.loader_stats.update(micro_batches[-1])
-            wait = time.perf_counter() - start
-            record = self.train_step(micro_batches)
+            pending.add(micro_batches, time.perf_counter() - start)
+            totals, grad_norm = self.train_step(micro_batches)
             self.state.step += 1
-            record = {"step": self.state.step, **record,
-                      **self._throughput(micro_batches, time.perf_counter() - start, wait)}
-            evaluated = self.evaluator.due(self.state.step)
-            if evaluated:
-                record.update(self.evaluator.run())
-            if evaluated or self.state.step % cfg.training.log_interval == 0 or self.state.step == last:
-                record["skipped"] = self._skipped()
-                record["source_token_shares"] = self._token_shares()
+            step = self.state.step
+            evaluated = self.evaluator.due(step)
+            logged = evaluated or step % cfg.training.log_interval == 0 or step == last
+            # Sync points: logged steps and checkpoint steps; preemption is checked there (every log_interval steps).
+            if not (logged or step % cfg.checkpoint.interval == 0):
+                continue
+            loss_totals, counts, stop = self._synchronize(totals, pending, preemption.requested)
+            if logged:
+                record = self._record(step, loss_totals, counts, grad_norm, time.perf_counter() - since)
+                if evaluated:
+                    record.update(self.evaluator.run())
                 self.metrics.write(record)
-            stop = all_reduce_max(float(preemption.requested), self.world.device) > 0
-            self.checkpointer.save(self.state.step, force=stop or self.state.step == last)
+            pending, since = PendingCounts(), time.perf_counter()
+            self.checkpointer.save(step, force=stop or step == last)
             if stop:
-                LOG.warning("preemption signal: saved step %d, exiting", self.state.step)
+                LOG.warning("preemption signal: saved step %d, exiting", step)
                 break
         self.checkpointer.close()
         self.metrics.close()
         preemption.close()
+
+
+class PendingCounts(dict):
+    """This rank's tokens, patches, speech seconds, training FLOPs and data-wait seconds since the last sync point
+    (host numbers from the batches' own statistics: counting them costs the device nothing)."""
+
+    def __init__(self):
+        super().__init__(tokens=0.0, patches=0.0, speech_seconds=0.0, flops=0.0, wait=0.0)
+
+    def add(self, micro_batches: list[dict], wait: float) -> None:
+        for batch in micro_batches:
+            for key in ("tokens", "patches", "speech_seconds"):
+                self[key] += float(batch["row_stats"][key].sum())
+            self["flops"] += batch["flops"]
+        self["wait"] += wait
 
 
 def train(cfg: Config) -> None:
