@@ -9,7 +9,12 @@ SYSTEM_PACKAGES := espeak-ng bible-kjv
 # `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 21 min on 2 cores).
 DEMO_SCALE ?= 1
 
-.PHONY: install system-deps demo test bench
+# What `make gpu-check` installs on a CUDA machine that has torch (and transformers, tiktoken, ...) but no network.
+GPU_PACKAGES := torchtitan omegaconf torchdata soundfile cffi pycparser soxr zstandard tyro docstring_parser \
+	typeguard spmd_types dill
+GPU_WHEELS ?= gpu_wheels
+
+.PHONY: install system-deps demo test bench gpu-wheels gpu-check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -40,3 +45,14 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(PY) bench/pool_unpool.py
 	$(PY) bench/loader.py
+
+# Where the package registry is reachable: cp312 manylinux wheels of GPU_PACKAGES at requirements.txt's pins.
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS)
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(GPU_WHEELS) $$(grep -E "^($$(echo $(GPU_PACKAGES) | tr ' ' '|'))==" requirements.txt)
+
+# On the CUDA machine (torch preinstalled, no network; gpu_wheels/ copied along): GPU tests and benchmarks, ~8 min.
+gpu-check:
+	bash launch/gpu_check.sh

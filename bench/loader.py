@@ -52,7 +52,8 @@ def trainer_rate(recipe: str, overrides: list[str], batches: list[dict]) -> floa
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step(batch):
-        sums = next_token_loss_sums(model(batch["tokens"], batch["patch_lengths"]), batch["labels"], model.vocab)
+        logits = model(batch["tokens"], batch["patch_lengths"], batch["closed_early"])
+        sums = next_token_loss_sums(logits, batch["labels"], model.vocab)
         optimizer.zero_grad()
         sums.mean().backward()
         optimizer.step()

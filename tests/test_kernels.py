@@ -224,6 +224,25 @@ def test_gpu_compile_with_triton_kernels(launches):
     _compiled_matches_eager("inductor")
 
 
+def assert_as_close_as_the_reference(op, ref, inputs, dtype):
+    """At realistic sizes a fixed tolerance confuses rounding with error: both op and ref run in `dtype` and are
+    compared with ref in float32 (the oracle); op may be off by at most twice the reference's own rounding error
+    plus the dtype's tolerance, forward and backward. The assertion prints both errors."""
+    grad = None
+    results = []
+    for fn, cast in ((op, dtype), (ref, dtype), (ref, torch.float32)):
+        leaves = [t.detach().to(cast).requires_grad_() for t in inputs]
+        out = fn(*leaves)
+        grad = torch.randn_like(out, dtype=torch.float32) if grad is None else grad
+        out.backward(grad.to(out.dtype))
+        results.append([out.float()] + [t.grad.float() for t in leaves])
+    tol = TOLERANCES[dtype]["atol"]
+    for name, ours, theirs, oracle in zip(["output"] + [f"grad {i}" for i in range(len(inputs))], *results):
+        our_error, ref_error = (ours - oracle).abs().max().item(), (theirs - oracle).abs().max().item()
+        assert our_error <= 2 * ref_error + tol * oracle.abs().max().item(), \
+            f"{name}: kernel max error {our_error:.3g} vs the reference's own {ref_error:.3g} (float32 oracle)"
+
+
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_gpu_larger_shapes(launches, dtype):
@@ -234,13 +253,13 @@ def test_gpu_larger_shapes(launches, dtype):
     lengths = lengths.to(DEVICE)
     n_tokens, n_segments, n_slots, heads, head_dim = int(lengths.sum()), len(lengths), 2, 16, 64
     x = torch.randn(n_tokens, heads * head_dim, device=DEVICE, dtype=dtype)
-    assert_same_forward_and_grads(lambda x: lst_kernels.segment_pool(x, lengths, "mean"),
-                                  lambda x: reference.segment_pool(x, lengths, "mean"), [x], dtype)
+    assert_as_close_as_the_reference(lambda x: lst_kernels.segment_pool(x, lengths, "mean"),
+                                     lambda x: reference.segment_pool(x, lengths, "mean"), [x], dtype)
     q = torch.randn(n_segments, n_slots, heads, head_dim, device=DEVICE, dtype=dtype)
     key, value = (torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype) for _ in range(2))
-    assert_same_forward_and_grads(lambda *a: lst_kernels.segment_cross_attention(*a, lengths),
-                                  lambda *a: reference.segment_cross_attention(*a, lengths), [q, key, value], dtype)
+    assert_as_close_as_the_reference(lambda *a: lst_kernels.segment_cross_attention(*a, lengths),
+                                     lambda *a: reference.segment_cross_attention(*a, lengths), [q, key, value], dtype)
     first, last = ranges(n_tokens, n_segments, 2, seed=0)
     tq = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype)
-    assert_same_forward_and_grads(lambda *a: lst_kernels.range_cross_attention(*a, first, last, 2),
-                                  lambda *a: reference.range_cross_attention(*a, first, last, 2), [tq, q, key], dtype)
+    assert_as_close_as_the_reference(lambda *a: lst_kernels.range_cross_attention(*a, first, last, 2),
+                                     lambda *a: reference.range_cross_attention(*a, first, last, 2), [tq, q, key], dtype)

@@ -96,8 +96,11 @@ class MimiCodec:
         for i, audio in enumerate(audios):
             wave[i, 0, : len(audio)] = torch.from_numpy(audio)
         mask = (torch.arange(wave.shape[-1])[None] < lengths[:, None]).long()
-        codes = self.model.encode(wave.to(self.device), padding_mask=mask.to(self.device),
-                                  num_quantizers=self.n_codebooks).audio_codes.cpu()  # [B, n_q, frames]
+        # cuDNN runs fp32 convolutions in TF32 by default: ~1e-3 relative error flips codes near a tie, so a GPU
+        # codec would write other tokens than a CPU one into the same token cache. Full fp32, deterministic.
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            codes = self.model.encode(wave.to(self.device), padding_mask=mask.to(self.device),
+                                      num_quantizers=self.n_codebooks).audio_codes.cpu()  # [B, n_q, frames]
         frames = self.model.get_encoded_length(lengths).tolist()
         return [codes[i, :, : frames[i]].T.numpy().astype(np.int64) for i in range(len(audios))]
 

@@ -103,7 +103,7 @@ class Checkpointer:
     def resume(self) -> int | None:
         """Load per checkpoint.resume; the step loaded, or None for a fresh start (after any initial model)."""
         mode = self.cfg.resume
-        if mode == "none":
+        if mode == "none" or not self.cfg.enabled:
             return None
         if mode.isdigit():
             self.manager.load(int(mode))
@@ -123,8 +123,9 @@ class Checkpointer:
 
     def save(self, step: int, force: bool = False) -> bool:
         """Save at the configured interval, or now when `force` (last step, preemption)."""
-        return self.manager.save(step, last_step=force)
+        return self.cfg.enabled and self.manager.save(step, last_step=force)
 
     def close(self) -> None:
-        self.manager.maybe_wait_for_saving()
+        if self.cfg.enabled:
+            self.manager.maybe_wait_for_saving()
         self.manager.close()

@@ -57,6 +57,8 @@ class TrainingConfig:
 
 @dataclass
 class CheckpointConfig:
+    enabled: bool = True
+    """False: no checkpoint is saved or loaded (throughput benchmarks, smoke runs)."""
     interval: int = 500
     """Steps between checkpoints (and always at the last step)."""
     keep_last: int = 3
