@@ -15,7 +15,7 @@ import soundfile
 import soxr
 import torch
 
-from lst_train.data.config import CodecConfig
+from lst_train.config.data import CodecConfig
 from lst_train.data.speech_codec import MimiCodec
 
 ASSETS = Path(__file__).resolve().parents[1] / "tests" / "assets" / "librivox"

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from lst_train.config import load_config
-from lst_train.data.config import SourceConfig
+from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import resolve_shards
 from lst_train.data.stream import ReaderStream
 

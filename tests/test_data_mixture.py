@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lst_train.config import load_config
-from lst_train.data.config import SourceConfig
+from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.stats import LoaderStats
 

@@ -8,7 +8,7 @@ import soundfile
 import torch
 
 from lst_train.config import load_config
-from lst_train.data.config import SourceConfig
+from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import build_dataloader, resolve_shards
 from lst_train.data.patchers import KIND_WORD
 from lst_train.data.stream import ReaderStream

@@ -27,7 +27,7 @@ def _config(corpus, workers, *extra):
 
 
 def _with_sources(cfg, corpus):
-    from lst_train.data.config import SourceConfig
+    from lst_train.config.data import SourceConfig
 
     cfg.data.sources = [SourceConfig(kind="speech", path=corpus["speech"], weight=1.0),
                         SourceConfig(kind="speech", path=corpus["speech"], weight=0.5, sequence="speech"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lst_train.config import PatchingConfig
-from lst_train.data.config import InterleaveConfig
+from lst_train.config.data import InterleaveConfig
 from lst_train.data.documents import interleaved_document, speech_document
 from lst_train.data.packing import RowPacker, collate_rows, render
 from lst_train.data.patchers import KIND_SILENCE, KIND_STATIC, KIND_WORD, Patcher, aligned_patch_frames

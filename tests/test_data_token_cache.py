@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from lst_train.config import load_config
-from lst_train.data.config import SourceConfig
+from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import resolve_shards
 from lst_train.data.stream import ReaderStream
 

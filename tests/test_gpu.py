@@ -31,7 +31,7 @@ def test_bf16_training_on_one_gpu(tmp_path):
 def test_mimi_on_gpu_matches_cpu():
     import numpy as np
 
-    from lst_train.data.config import CodecConfig
+    from lst_train.config.data import CodecConfig
     from lst_train.data.speech_codec import MimiCodec
 
     audio = [np.random.default_rng(i).standard_normal(24000 * 3).astype(np.float32) * 0.1 for i in range(4)]

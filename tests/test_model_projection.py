@@ -6,7 +6,7 @@ import torch
 
 from lst_train.generation.incremental import incremental_decoder
 from lst_train.model import build_model
-from lst_train.trainer.export import load_exported
+from lst_train.export import load_exported
 
 from conftest import debug_config, random_stream, static_partition, write_export
 

@@ -169,7 +169,7 @@ def test_export_reproduces_the_checkpoint_logits(straight, tmp_path):
 
     from lst_train.config import load_config
     from lst_train.model import build_model
-    from lst_train.trainer.export import export_run, load_exported
+    from lst_train.export import export_run, load_exported
 
     run_dir, _ = straight
     exported, cfg = load_exported(export_run(str(run_dir), str(tmp_path / "export")))
@@ -231,7 +231,7 @@ def test_explicit_step_resume_and_model_only_initial_load(corpus, straight, tmp_
     _run(2, _args(corpus, tmp_path / "again", "checkpoint.resume=2"))
     assert _losses(tmp_path / "again") == straight[1]
 
-    from lst_train.trainer.export import export_run, load_exported
+    from lst_train.export import export_run, load_exported
 
     tuned = tmp_path / "tuned"
     _single(_args(corpus, tuned, "training.steps=1", "training.warmup_steps=0", "training.lr=1e-30",

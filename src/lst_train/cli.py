@@ -48,7 +48,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from lst_train.trainer.export import export_run
+    from lst_train.export import export_run
 
     print(f"exported to {export_run(args.run_dir, args.out, args.step)}")
 

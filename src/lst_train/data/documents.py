@@ -8,7 +8,7 @@ document's own RNG (seeded by its identity and epoch), so every epoch resamples 
 import random
 from dataclasses import dataclass, field
 
-from lst_train.data.config import InterleaveConfig
+from lst_train.config.data import InterleaveConfig
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.utterances import Utterance
 from lst_train.vocab import Vocab

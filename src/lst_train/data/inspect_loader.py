@@ -7,7 +7,7 @@ import time
 from tqdm import tqdm
 
 from lst_train.config import load_config
-from lst_train.data.config import source_names, source_shares
+from lst_train.config.data import source_names, source_shares
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.stats import LoaderStats
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from lst_train.data.config import CodecConfig
+from lst_train.config.data import CodecConfig
 
 CALIBRATION_SECONDS = 8.0
 

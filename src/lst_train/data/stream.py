@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import asdict
 
 from lst_train.config import Config
-from lst_train.data.config import source_shares
+from lst_train.config.data import source_shares
 from lst_train.flops import batch_flops
 from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
 from lst_train.data.packing import Piece, RowPacker, collate_rows, render

@@ -13,7 +13,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from lst_train.data.config import CodecConfig
+from lst_train.config.data import CodecConfig
 from lst_train.data.skips import SkipSample
 from lst_train.data.utterances import Utterance
 

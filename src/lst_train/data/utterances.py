@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from lst_train.data.audio import AUDIO_EXTENSIONS, decode_audio
-from lst_train.data.config import CodecConfig
+from lst_train.config.data import CodecConfig
 from lst_train.data.shards import RawRecord, decode_utf8
 from lst_train.data.skips import SkipSample
 from lst_train.vocab import Vocab

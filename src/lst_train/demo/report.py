@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lst_train.evaluation.prompts import SETTINGS  # noqa: E402
-from lst_train.sweeps.collect import read_metrics  # noqa: E402
+from lst_train.runs import read_metrics  # noqa: E402
 
 SETTING_TITLES = {"s2s": "S→S", "t2t": "T→T", "s2t": "S→T", "t2s": "T→S"}
 LOSSES = (("loss", "all tokens"), ("loss_text", "text tokens"), ("loss_speech", "speech tokens"))

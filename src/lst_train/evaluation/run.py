@@ -13,7 +13,7 @@ from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
 from lst_train.evaluation.scoring import evaluate, with_accuracy
-from lst_train.trainer.export import export_run, load_exported
+from lst_train.export import export_run, load_exported
 
 
 def load_for_eval(path: str):

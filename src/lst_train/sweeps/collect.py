@@ -1,10 +1,10 @@
 """`lst-train sweep collect`: one results.csv row per planned cell, from its RUN_DIR/metrics.jsonl."""
 
 import csv
-import json
 import os
 import statistics
 
+from lst_train.runs import read_metrics
 from lst_train.sweeps.config import SweepConfig
 from lst_train.sweeps.plan import Cell, read_plan
 
@@ -14,20 +14,6 @@ FIXED = ("cell", "family", "arch", "size", "budget", "status", "steps", "steps_d
          "speech_seconds_per_s")
 TRAIN_LOSSES = ("loss", "loss_text", "loss_speech")
 THROUGHPUTS = ("tokens_per_s", "speech_seconds_per_s")
-
-
-def read_metrics(run_dir: str) -> list[dict]:
-    """The records of a run by step, the last record of a step winning (a resumed run appends)."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.isfile(path):
-        return []
-    by_step = {}
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
-                by_step[record["step"]] = record
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def _mean(values: list) -> float | None:

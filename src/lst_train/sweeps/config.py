@@ -12,7 +12,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lst_train.config import ConfigError, _error_line
+from lst_train.config import ConfigError, error_line
+from lst_train.config.errors import check
 
 CONTROLS = ("compute", "units", "data")
 ACCURACIES = ("accuracy_mean", "accuracy_sum")
@@ -119,11 +120,6 @@ class SweepConfig:
     """The slurm executor."""
 
 
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
 def sizes_of(cfg: SweepConfig) -> list[SizeConfig]:
     """Explicit sizes, then the rule's."""
     rule = cfg.size_rule
@@ -133,42 +129,42 @@ def sizes_of(cfg: SweepConfig) -> list[SizeConfig]:
 
 
 def validate_sweep(cfg: SweepConfig) -> None:
-    _check(bool(NAME.fullmatch(cfg.name)), "name", f"must be a name of letters, digits, . _ -, got {cfg.name!r}")
-    _check(bool(cfg.out_dir), "out_dir", "must be a directory, e.g. runs/sweeps/demo")
-    _check(bool(cfg.families), "families", "empty; list at least one {name, recipe}")
+    check(bool(NAME.fullmatch(cfg.name)), "name", f"must be a name of letters, digits, . _ -, got {cfg.name!r}")
+    check(bool(cfg.out_dir), "out_dir", "must be a directory, e.g. runs/sweeps/demo")
+    check(bool(cfg.families), "families", "empty; list at least one {name, recipe}")
     for i, family in enumerate(cfg.families):
-        _check(bool(NAME.fullmatch(family.name)), f"families[{i}].name",
-               f"must be a name of letters, digits, . _ -, got {family.name!r}")
-        _check(Path(family.recipe).is_file(), f"families[{i}].recipe", f"no file {family.recipe!r}")
-        _check(family.tokens_per_patch >= 0, f"families[{i}].tokens_per_patch", "must be >= 0 (0 = measure)")
+        check(bool(NAME.fullmatch(family.name)), f"families[{i}].name",
+              f"must be a name of letters, digits, . _ -, got {family.name!r}")
+        check(Path(family.recipe).is_file(), f"families[{i}].recipe", f"no file {family.recipe!r}")
+        check(family.tokens_per_patch >= 0, f"families[{i}].tokens_per_patch", "must be >= 0 (0 = measure)")
     names = [f.name for f in cfg.families]
-    _check(len(set(names)) == len(names), "families", f"names must be unique, got {names}")
-    _check(not cfg.reference or cfg.reference in names, "reference", f"must be one of {names}, got {cfg.reference!r}")
+    check(len(set(names)) == len(names), "families", f"names must be unique, got {names}")
+    check(not cfg.reference or cfg.reference in names, "reference", f"must be one of {names}, got {cfg.reference!r}")
     rule = cfg.size_rule
-    _check(rule.aspect_ratio > 0, "size_rule.aspect_ratio", f"must be > 0, got {rule.aspect_ratio}")
-    _check(rule.head_dim > 0 and all(d > 0 and d % rule.head_dim == 0 for d in rule.dims), "size_rule.dims",
-           f"every width must be a positive multiple of size_rule.head_dim={rule.head_dim}, got {rule.dims}")
+    check(rule.aspect_ratio > 0, "size_rule.aspect_ratio", f"must be > 0, got {rule.aspect_ratio}")
+    check(rule.head_dim > 0 and all(d > 0 and d % rule.head_dim == 0 for d in rule.dims), "size_rule.dims",
+          f"every width must be a positive multiple of size_rule.head_dim={rule.head_dim}, got {rule.dims}")
     sizes = sizes_of(cfg)
-    _check(bool(sizes), "sizes", "empty; list {name, n_layers, dim, n_heads} or set size_rule.dims")
+    check(bool(sizes), "sizes", "empty; list {name, n_layers, dim, n_heads} or set size_rule.dims")
     for i, size in enumerate(cfg.sizes):
-        _check(bool(NAME.fullmatch(size.name)), f"sizes[{i}].name",
-               f"must be a name of letters, digits, . _ -, got {size.name!r}")
-        _check(min(size.n_layers, size.dim, size.n_heads) >= 1, f"sizes[{i}]",
-               "needs n_layers, dim and n_heads >= 1")
+        check(bool(NAME.fullmatch(size.name)), f"sizes[{i}].name",
+              f"must be a name of letters, digits, . _ -, got {size.name!r}")
+        check(min(size.n_layers, size.dim, size.n_heads) >= 1, f"sizes[{i}]",
+              "needs n_layers, dim and n_heads >= 1")
     size_names = [s.name for s in sizes]
-    _check(len(set(size_names)) == len(size_names), "sizes", f"names must be unique, got {size_names}")
-    _check(bool(cfg.budgets) and all(b > 0 for b in cfg.budgets), "budgets",
-           f"must be a non-empty list of positive FLOP counts, e.g. [1e12, 3e12], got {cfg.budgets}")
-    _check(cfg.control in CONTROLS, "control", f"must be one of {CONTROLS}, got {cfg.control!r}")
-    _check(cfg.ranks >= 1, "ranks", f"must be >= 1, got {cfg.ranks}")
-    _check(cfg.measure_batches >= 1, "measure_batches", f"must be >= 1, got {cfg.measure_batches}")
-    _check(0 <= cfg.speech_token_fraction <= 1, "speech_token_fraction", "must be in [0, 1]")
-    _check(cfg.frame_rate > 0, "frame_rate", f"must be > 0, got {cfg.frame_rate}")
-    _check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {cfg.warmup_fraction}")
-    _check(cfg.fit_loss in LOSSES, "fit_loss", f"must be one of {LOSSES}, got {cfg.fit_loss!r}")
-    _check(cfg.fit_points in FIT_POINTS, "fit_points", f"must be one of {FIT_POINTS}, got {cfg.fit_points!r}")
-    _check(cfg.accuracy in ACCURACIES, "accuracy", f"must be one of {ACCURACIES}, got {cfg.accuracy!r}")
-    _check(cfg.slurm.gpus_per_node >= 1, "slurm.gpus_per_node", f"must be >= 1, got {cfg.slurm.gpus_per_node}")
+    check(len(set(size_names)) == len(size_names), "sizes", f"names must be unique, got {size_names}")
+    check(bool(cfg.budgets) and all(b > 0 for b in cfg.budgets), "budgets",
+          f"must be a non-empty list of positive FLOP counts, e.g. [1e12, 3e12], got {cfg.budgets}")
+    check(cfg.control in CONTROLS, "control", f"must be one of {CONTROLS}, got {cfg.control!r}")
+    check(cfg.ranks >= 1, "ranks", f"must be >= 1, got {cfg.ranks}")
+    check(cfg.measure_batches >= 1, "measure_batches", f"must be >= 1, got {cfg.measure_batches}")
+    check(0 <= cfg.speech_token_fraction <= 1, "speech_token_fraction", "must be in [0, 1]")
+    check(cfg.frame_rate > 0, "frame_rate", f"must be > 0, got {cfg.frame_rate}")
+    check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {cfg.warmup_fraction}")
+    check(cfg.fit_loss in LOSSES, "fit_loss", f"must be one of {LOSSES}, got {cfg.fit_loss!r}")
+    check(cfg.fit_points in FIT_POINTS, "fit_points", f"must be one of {FIT_POINTS}, got {cfg.fit_points!r}")
+    check(cfg.accuracy in ACCURACIES, "accuracy", f"must be one of {ACCURACIES}, got {cfg.accuracy!r}")
+    check(cfg.slurm.gpus_per_node >= 1, "slurm.gpus_per_node", f"must be >= 1, got {cfg.slurm.gpus_per_node}")
 
 
 def load_sweep(path: str | Path) -> SweepConfig:
@@ -183,6 +179,6 @@ def load_sweep(path: str | Path) -> SweepConfig:
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepConfig), raw))
     except OmegaConfBaseException as err:
-        raise ConfigError(_error_line(err, str(path))) from None
+        raise ConfigError(error_line(err, str(path))) from None
     validate_sweep(cfg)
     return cfg

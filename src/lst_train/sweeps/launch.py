@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from lst_train.config import ConfigError
 from lst_train.sweeps.config import SweepConfig
 from lst_train.sweeps.plan import Cell, Plan
-from lst_train.trainer.checkpointing import complete_steps
+from lst_train.runs import complete_steps
 
 EXECUTORS = ("local", "torchrun", "slurm")
 TRAINER_LOG = re.compile(r" lst_train\.\w+: ")

@@ -7,10 +7,8 @@ one as the latest; a complete but unreadable one (e.g. a truncated file) is repo
 """
 
 import logging
-import os
 import pickle
 import random
-import re
 from typing import Any, Callable
 
 import torch
@@ -18,10 +16,10 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.stateful import Stateful
 from torchtitan.components.checkpoint import CheckpointManager
 
-from lst_train.trainer.config import CheckpointConfig
+from lst_train.config.training import CheckpointConfig
+from lst_train.runs import CHECKPOINTS, checkpoint_folder, complete_steps
 
 LOG = logging.getLogger("lst_train.checkpoint")
-FOLDER = "checkpoints"
 
 
 class RankLocalState(Stateful):
@@ -72,26 +70,12 @@ class TrainState(Stateful):
         self.flops_seen = float(state["flops_seen"])
 
 
-def checkpoint_folder(run_dir: str) -> str:
-    return os.path.join(run_dir, FOLDER)
-
-
-def complete_steps(run_dir: str) -> list[int]:
-    """Steps with a complete checkpoint, newest first."""
-    folder = checkpoint_folder(run_dir)
-    if not os.path.isdir(folder):
-        return []
-    steps = [int(m.group(1)) for name in os.listdir(folder) if (m := re.fullmatch(r"step-(\d+)", name))
-             and os.path.isfile(os.path.join(folder, name, ".metadata"))]
-    return sorted(steps, reverse=True)
-
-
 class Checkpointer:
     def __init__(self, cfg: CheckpointConfig, run_dir: str, rank: int, model, optimizers, lr_schedulers,
                  loader, train_state: TrainState):
         self.cfg, self.run_dir = cfg, run_dir
         manager_cfg = CheckpointManager.Config(
-            enable=True, folder=FOLDER, interval=cfg.interval, keep_latest_k=cfg.keep_last,
+            enable=True, folder=CHECKPOINTS, interval=cfg.interval, keep_latest_k=cfg.keep_last,
             async_mode="async" if cfg.async_save else "disabled", last_save_model_only=False,
             initial_load_path=cfg.initial_model or None, initial_load_model_only=bool(cfg.initial_model))
         self.manager = CheckpointManager(

@@ -7,6 +7,8 @@ import resource
 
 import torch
 
+from lst_train.runs import METRICS
+
 LOG = logging.getLogger("lst_train.train")
 
 # Peak dense bf16 TFLOP/s per device, by substring of the CUDA device name.
@@ -42,7 +44,7 @@ class MetricsWriter:
             from torch.utils.tensorboard import SummaryWriter
 
             os.makedirs(run_dir, exist_ok=True)
-            self.jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a", buffering=1)
+            self.jsonl = open(os.path.join(run_dir, METRICS), "a", buffering=1)
             self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
 
     def write(self, record: dict) -> None:

@@ -6,7 +6,7 @@ from torch import nn
 from torchtitan.components.optimizer import LRSchedulersContainer, OptimizersContainer
 from torchtitan.components.optimizer.optimizer import ParamGroupConfig
 
-from lst_train.trainer.config import TrainingConfig
+from lst_train.config.training import TrainingConfig
 
 NO_DECAY = r"(norm|tok_embeddings)"
 LOCAL = r"^(encoder|decoder)\."

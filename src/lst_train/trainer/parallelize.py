@@ -11,7 +11,7 @@ from torch import nn
 from torch.distributed._composable import checkpoint
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from lst_train.trainer.config import TrainingConfig
+from lst_train.config.training import TrainingConfig
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:

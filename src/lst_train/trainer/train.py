@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lst_train.config import Config, to_yaml
-from lst_train.data.config import source_names
+from lst_train.config.data import source_names
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import REASONS
 from lst_train.data.stats import LoaderStats, token_shares
@@ -18,6 +18,7 @@ from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.loss import IGNORE_INDEX, loss_sums, targets_of
 from lst_train.model import build_model
 from lst_train.model.init import initialize_parameters
+from lst_train.runs import CONFIG
 from lst_train.trainer.checkpointing import Checkpointer, TrainState
 from lst_train.trainer.distributed import World, init_world
 from lst_train.trainer.metrics import MetricsWriter, memory_gb, peak_flops
@@ -55,7 +56,7 @@ class Trainer:
         self.world = init_world(cfg.training.device)
         _setup_logging(self.world, cfg.run_dir)
         if self.world.is_main:
-            with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
+            with open(os.path.join(cfg.run_dir, CONFIG), "w") as f:
                 f.write(to_yaml(cfg))
         self.loader = build_dataloader(cfg, self.world.rank, self.world.world_size,  # bad data paths fail first
                                        pin_memory=self.world.device.type == "cuda")

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from lst_train.config.errors import check
+
 SOURCE_KINDS = ("speech", "text")
 SEQUENCES = ("interleaved", "speech", "text")
 CODECS = ("mimi", "units")
@@ -91,8 +93,8 @@ class DataConfig:
     """Span lengths of interleaved documents."""
 
 
-def validate_data(cfg: DataConfig, check) -> None:
-    """Start-up checks of the data section; `check(ok, key, message)` raises the one-line ConfigError."""
+def validate_data(cfg: DataConfig) -> None:
+    """Start-up checks of the data section (raise the one-line ConfigError)."""
     for i, source in enumerate(cfg.sources):
         key = f"data.sources[{i}]"
         check(source.kind in SOURCE_KINDS, f"{key}.kind", f"must be one of {SOURCE_KINDS}, got {source.kind!r}")

@@ -12,12 +12,12 @@ from safetensors.torch import load_file, save_file
 
 from lst_train.config import Config, load_config
 from lst_train.model import build_model
-from lst_train.trainer.checkpointing import checkpoint_folder, complete_steps
+from lst_train.runs import CONFIG, checkpoint_folder, complete_steps
 
 
 def export_run(run_dir: str, out_dir: str, step: int | None = None) -> str:
     """Write DIR/model.safetensors and DIR/config.json (the full resolved config); returns DIR."""
-    cfg = load_config(os.path.join(run_dir, "config.yaml"))
+    cfg = load_config(os.path.join(run_dir, CONFIG))
     steps = complete_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"{checkpoint_folder(run_dir)}: no complete checkpoint to export")

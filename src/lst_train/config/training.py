@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from lst_train.config.errors import check
+
 SCHEDULES = ("cosine", "wsd")
 ACTIVATION_CHECKPOINTS = ("none", "selective", "full")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -71,8 +73,8 @@ class CheckpointConfig:
     """Absolute path of a checkpoint step folder to take model weights from when RUN_DIR has none (fine-tuning)."""
 
 
-def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig, check) -> None:
-    """Start-up checks; `check(ok, key, message)` raises the one-line ConfigError."""
+def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig) -> None:
+    """Start-up checks of the training and checkpoint sections (raise the one-line ConfigError)."""
     t = training
     check(t.steps >= 1, "training.steps", f"must be >= 1, got {t.steps}")
     check(0 <= t.stop_at <= t.steps, "training.stop_at", f"must be in [0, training.steps={t.steps}], got {t.stop_at}")

@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass, field
 
-from lst_train.data.config import SourceConfig
+from lst_train.config.errors import check
+
+from lst_train.config.data import SourceConfig
 
 SETTING_NAMES = ("s2s", "t2t", "s2t", "t2s")
 
@@ -31,7 +33,8 @@ class EvaluationConfig:
     """Rows per forward pass when scoring endings."""
 
 
-def validate_evaluation(cfg: EvaluationConfig, check) -> None:
+def validate_evaluation(cfg: EvaluationConfig) -> None:
+    """Start-up checks of the evaluation section (raise the one-line ConfigError)."""
     check(cfg.interval >= 0, "evaluation.interval", f"must be >= 0 (0 = off), got {cfg.interval}")
     check(cfg.validation_batches >= 1, "evaluation.validation_batches", f"must be >= 1, got {cfg.validation_batches}")
     for i, eval_set in enumerate(cfg.sets):

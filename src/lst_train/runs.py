@@ -1,0 +1,39 @@
+"""The run directory's layout, read by everything that looks at a run (export, evaluation, sweeps, the demo):
+RUN_DIR/config.yaml (the resolved config), metrics.jsonl (one record per logged step), tb/ (TensorBoard),
+checkpoints/step-N/ (DCP; complete once its .metadata is written)."""
+
+import json
+import os
+import re
+
+CHECKPOINTS = "checkpoints"
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+
+
+def checkpoint_folder(run_dir: str) -> str:
+    return os.path.join(run_dir, CHECKPOINTS)
+
+
+def complete_steps(run_dir: str) -> list[int]:
+    """Steps with a complete checkpoint, newest first."""
+    folder = checkpoint_folder(run_dir)
+    if not os.path.isdir(folder):
+        return []
+    steps = [int(m.group(1)) for name in os.listdir(folder) if (m := re.fullmatch(r"step-(\d+)", name))
+             and os.path.isfile(os.path.join(folder, name, ".metadata"))]
+    return sorted(steps, reverse=True)
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    """The records of a run by step, the last record of a step winning (a resumed run appends)."""
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.isfile(path):
+        return []
+    by_step = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]
