@@ -16,7 +16,7 @@ import torch
 
 from lst_train.config import load_config
 from lst_train.data.dataset import build_dataloader, resolve_shards
-from lst_train.data.demo_corpus import build_demo_corpus
+from lst_train.corpora.demo_corpus import build_demo_corpus
 from lst_train.loss import next_token_loss_sums
 from lst_train.model import build_model
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from lst_train.cli import main
-from lst_train.data import espeak
+from lst_train.corpora import espeak
 from lst_train.evaluation.items import read_items
 from lst_train.model import build_model
 

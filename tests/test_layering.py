@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FLOORS = {"config": 1, "vocab": 1, "patching": 1, "loss": 1,
           "model": 2, "data": 2, "flops": 2, "lst_kernels": 2,
-          "evaluation": 3, "runs": 3, "export": 3,
+          "evaluation": 3, "corpora": 3, "runs": 3, "export": 3,
           "trainer": 4, "generation": 4,
           "sweeps": 5, "demo": 5,
           "cli": 6, "__main__": 6}

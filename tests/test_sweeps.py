@@ -15,7 +15,7 @@ from conftest import RECIPES
 from data_fixtures import WORDS, units_corpus
 from lst_train.config import ConfigError
 from lst_train.sweeps.collect import read_csv
-from lst_train.sweeps.config import load_sweep
+from lst_train.config.sweep import load_sweep
 from lst_train.sweeps.fit import fit_power_law
 from lst_train.sweeps.plan import plan_sweep
 from lst_train.sweeps.plot import plot

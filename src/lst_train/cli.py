@@ -6,13 +6,13 @@ import os
 import sys
 
 from lst_train.config import ConfigError, load_config
-from lst_train.data.demo_corpus import add_data_build_demo_parser
+from lst_train.corpora.demo_corpus import add_data_build_demo_parser
 from lst_train.data.inspect_loader import add_data_inspect_parser
 from lst_train.data.skips import NoUsableData
 from lst_train.data.text_tokenizer import add_tokenizer_parser
 from lst_train.demo.pipeline import add_demo_parser
-from lst_train.evaluation.convert import convert_main
-from lst_train.evaluation.demo_eval import add_data_build_demo_eval_parser
+from lst_train.corpora.convert import convert_main
+from lst_train.corpora.demo_eval import add_data_build_demo_eval_parser
 from lst_train.evaluation.run import add_eval_parser
 from lst_train.generation.run import add_generate_parser
 from lst_train.flops import param_counts, row_flops

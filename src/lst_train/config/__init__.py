@@ -1,5 +1,5 @@
 """Configuration, the ground floor: one module per recipe section (model, patching, data, training, evaluation),
-the root `Config` and its loader. Imports nothing else of lst_train."""
+the root `Config` and its loader, and the sweep file (config.sweep). Imports nothing else of lst_train."""
 
 from lst_train.config.data import CodecConfig, DataConfig, InterleaveConfig, SourceConfig, source_names, source_shares
 from lst_train.config.errors import ConfigError

@@ -17,12 +17,12 @@ import shutil
 import time
 from pathlib import Path
 
-from lst_train.data.demo_corpus import build_demo_corpus
+from lst_train.corpora.demo_corpus import build_demo_corpus
 from lst_train.demo.evaluate import evaluate_runs
 from lst_train.demo.report import write_report
-from lst_train.evaluation.demo_eval import build_demo_eval
+from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
-from lst_train.sweeps.config import load_sweep, validate_sweep
+from lst_train.config.sweep import load_sweep, validate_sweep
 from lst_train.sweeps.launch import launch
 from lst_train.sweeps.plan import format_table, plan_sweep, reference_family, write_plan
 

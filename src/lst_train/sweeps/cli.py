@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from lst_train.sweeps.config import load_sweep
+from lst_train.config.sweep import load_sweep
 from lst_train.sweeps.launch import EXECUTORS
 
 

@@ -5,7 +5,7 @@ import os
 import statistics
 
 from lst_train.runs import read_metrics
-from lst_train.sweeps.config import SweepConfig
+from lst_train.config.sweep import SweepConfig
 from lst_train.sweeps.plan import Cell, read_plan
 
 FIXED = ("cell", "family", "arch", "size", "budget", "status", "steps", "steps_done", "params_global",

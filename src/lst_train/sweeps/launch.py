@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lst_train.config import ConfigError
-from lst_train.sweeps.config import SweepConfig
+from lst_train.config.sweep import SweepConfig
 from lst_train.sweeps.plan import Cell, Plan
 from lst_train.runs import complete_steps
 

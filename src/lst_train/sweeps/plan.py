@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from lst_train.config import Config, ConfigError, load_config, to_yaml
 from lst_train.flops import param_counts
-from lst_train.sweeps.config import FamilyConfig, SizeConfig, SweepConfig, sizes_of
+from lst_train.config.sweep import FamilyConfig, SizeConfig, SweepConfig, sizes_of
 from lst_train.sweeps.profile import DataProfile, given, measure
 
 

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # files only: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lst_train.sweeps.config import SweepConfig  # noqa: E402
+from lst_train.config.sweep import SweepConfig  # noqa: E402
 from lst_train.sweeps.fit import PowerLaw, fit_power_law  # noqa: E402
 
 

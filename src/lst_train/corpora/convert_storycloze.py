@@ -26,7 +26,7 @@ import numpy as np
 import soundfile
 
 from lst_train.data.skips import SkipCounter
-from lst_train.evaluation.convert_items import ConvertError, finish, shuffled, write_items
+from lst_train.corpora.convert_items import ConvertError, finish, shuffled, write_items
 
 CSV_COLUMNS = ("InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4", "RandomFifthSentenceQuiz1",
                "RandomFifthSentenceQuiz2", "AnswerRightEnding")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lst_train.data.demo_corpus import (BASE_VOICES, RATES, BuildError, SpokenScript, chapters, read_kjv, speak,
+from lst_train.corpora.demo_corpus import (BASE_VOICES, RATES, BuildError, SpokenScript, chapters, read_kjv, speak,
                                         split_books)
 
 ROLES = ("context", "right", "wrong0", "wrong1", "wrong2")

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from lst_train.data.skips import SkipCounter
-from lst_train.evaluation.convert_items import finish
+from lst_train.corpora.convert_items import finish
 
 
 def clean(text: str) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lst_train.data import espeak
-from lst_train.data.demo_corpus import SpokenScript, speak
+from lst_train.corpora import espeak
+from lst_train.corpora.demo_corpus import SpokenScript, speak
 from lst_train.data.skips import SkipCounter
 
 

@@ -12,8 +12,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lst_train.config import ConfigError, error_line
-from lst_train.config.errors import check
+from lst_train.config.errors import ConfigError, check
+from lst_train.config.loader import error_line
 
 CONTROLS = ("compute", "units", "data")
 ACCURACIES = ("accuracy_mean", "accuracy_sum")

@@ -30,7 +30,7 @@ import soundfile
 import zstandard
 from tqdm import tqdm
 
-from lst_train.data import espeak
+from lst_train.corpora import espeak
 from lst_train.data.text_tokenizer import train_bpe, write_ranks
 
 SOURCE = {"name": "King James Version of the Bible (1611)", "via": "Debian package bible-kjv (bible-kjv-text)",

@@ -9,9 +9,9 @@ import argparse
 from pathlib import Path
 
 from lst_train.data.skips import SkipCounter
-from lst_train.evaluation.convert_hellaswag import convert_hellaswag
-from lst_train.evaluation.convert_items import ConvertError, prepare_out
-from lst_train.evaluation.convert_storycloze import convert_storycloze
+from lst_train.corpora.convert_hellaswag import convert_hellaswag
+from lst_train.corpora.convert_items import ConvertError, prepare_out
+from lst_train.corpora.convert_storycloze import convert_storycloze
 
 
 def _run(args: argparse.Namespace) -> None:
