@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import RECIPES
-from data_fixtures import units_corpus
+from helpers import RECIPES
+from helpers.data import units_corpus
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -48,15 +48,14 @@ def test_cached_generation_on_gpu_equals_full_forwards():
     One full forward over the final sequence (not one per prefix: every new length would compile flex again)."""
     import random
 
-    from conftest import debug_config, random_stream
+    from helpers import debug_config, full_forward, random_stream
     from lst_train.generation.incremental import incremental_decoder
     from lst_train.model import build_model
-    from test_generation import _full_forward
 
     cfg = debug_config("lst", "model.init_std=0.2")
     model = build_model(cfg.model, seed=1).cuda().eval()
     tokens = random_stream(model.vocab, random.Random(3), 64, eos=False)
     decoder = incremental_decoder(model, cfg.patching.size)
-    full = _full_forward(model, cfg, tokens)
+    full = full_forward(model, cfg, tokens)
     for t, token in enumerate(tokens):
         torch.testing.assert_close(decoder.step(token), full[t], atol=1e-3, rtol=1e-3)

@@ -8,8 +8,8 @@ import torch
 from lst_train.config import load_config
 from lst_train.data.dataset import build_dataloader
 
-from conftest import RECIPES
-from data_fixtures import units_corpus
+from helpers import RECIPES
+from helpers.data import units_corpus
 
 
 @pytest.fixture(scope="module")

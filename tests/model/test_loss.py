@@ -9,7 +9,7 @@ from lst_train.loss import chunked_linear_cross_entropy, labels_from_tokens, los
     targets_of
 from lst_train.model import build_model
 
-from conftest import debug_config, random_stream, static_partition
+from helpers import debug_config, random_stream, static_partition
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])

@@ -9,7 +9,7 @@ from torch.nn.attention.flex_attention import flex_attention
 
 from lst_train.model import attention_mask, build_model
 
-from conftest import debug_config, random_stream, static_partition
+from helpers import debug_config, random_stream, static_partition
 
 
 def _documents(length: int, rate: float, seed: int) -> torch.Tensor:

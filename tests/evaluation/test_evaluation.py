@@ -17,10 +17,9 @@ from lst_train.evaluation.scoring import ending_scores, evaluate
 from lst_train.loss import labels_from_tokens, next_token_loss_sums
 from lst_train.model import build_model
 
-from conftest import debug_config, write_export
-from data_fixtures import WORDS, write_tokenizer
+from helpers import ASSETS, debug_config, write_export
+from helpers.data import WORDS, write_tokenizer
 
-ASSETS = Path(__file__).parent / "assets" / "librivox"
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import RECIPES
-from data_fixtures import units_corpus
+from helpers import RECIPES, REPO
+from helpers.data import WORDS, units_corpus
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_codec import LazyCodec
@@ -208,7 +208,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(corpus, straight, 
 
 
 def test_launch_scripts(corpus, tmp_path):
-    launch = Path(__file__).resolve().parents[1] / "launch"
+    launch = REPO / "launch"
     for script in ("run_local.sh", "run_multinode.sh", "slurm.sbatch"):
         assert subprocess.run(["bash", "-n", str(launch / script)]).returncode == 0, script
     env = {**os.environ, "NGPU": "2", "PYTHON": sys.executable}
@@ -268,8 +268,6 @@ def test_async_checkpoints_resume_exactly(corpus, straight, tmp_path):
 
 def test_evaluation_during_training(corpus, tmp_path):
     import random as random_module
-
-    from data_fixtures import WORDS
 
     rng = random_module.Random(0)
     items = tmp_path / "items.jsonl"

@@ -14,8 +14,8 @@ from lst_train.corpora import espeak
 from lst_train.evaluation.items import read_items
 from lst_train.model import build_model
 
-from conftest import debug_config, write_export
-from data_fixtures import write_tokenizer
+from helpers import debug_config, write_export
+from helpers.data import write_tokenizer
 
 RATE = 16000
 WORD, WORD_GAP, COMMA, SENTENCE_GAP, EDGE = 0.08, 0.02, 0.12, 0.3, 0.1  # seconds

@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from conftest import RECIPES
-from data_fixtures import units_corpus
+from helpers import RECIPES
+from helpers.data import units_corpus
 
 
 def test_data_inspect_prints_stats_and_a_json_last_line(tmp_path):

@@ -13,8 +13,8 @@ from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.stats import LoaderStats
 
-from conftest import RECIPES
-from data_fixtures import WORDS, write_jsonl, write_tokenizer
+from helpers import RECIPES
+from helpers.data import WORDS, write_jsonl, write_tokenizer
 
 
 def _lines(rng, n, words):

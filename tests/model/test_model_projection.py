@@ -8,7 +8,7 @@ from lst_train.generation.incremental import incremental_decoder
 from lst_train.model import build_model
 from lst_train.export import load_exported
 
-from conftest import debug_config, random_stream, static_partition, write_export
+from helpers import debug_config, random_stream, static_partition, write_export
 
 
 def test_the_global_to_local_projection_is_in_the_path():

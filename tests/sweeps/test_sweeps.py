@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import RECIPES
-from data_fixtures import WORDS, units_corpus
+from helpers import RECIPES, REPO
+from helpers.data import WORDS, units_corpus
 from lst_train.config import ConfigError
 from lst_train.sweeps.collect import read_csv
 from lst_train.config.sweep import load_sweep
@@ -21,7 +21,6 @@ from lst_train.sweeps.plan import plan_sweep
 from lst_train.sweeps.plot import plot
 
 pytestmark = pytest.mark.timeout(600)
-REPO = RECIPES.parent
 
 
 @pytest.fixture(scope="module")

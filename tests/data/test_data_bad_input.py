@@ -14,8 +14,8 @@ from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import resolve_shards
 from lst_train.data.stream import ReaderStream
 
-from conftest import RECIPES
-from data_fixtures import audio_sample, transcript, wav_bytes, write_jsonl, write_tar, write_tokenizer
+from helpers import RECIPES
+from helpers.data import audio_sample, transcript, wav_bytes, write_jsonl, write_tar, write_tokenizer
 
 
 def _wav(audio: np.ndarray, rate: int = 16000, subtype: str = "FLOAT") -> bytes:

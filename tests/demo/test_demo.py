@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lst_train.data import demo_corpus, espeak
+from lst_train.corpora import demo_corpus, espeak
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 
 try:
     espeak.sample_rate()

@@ -11,7 +11,7 @@ from lst_train.data.patchers import Patcher
 from lst_train.patching import check_patch_lengths, pad_patch_lengths, static_patch_lengths
 from lst_train.vocab import Vocab
 
-from conftest import random_document
+from helpers import random_document
 
 
 def _static(row, vocab, p):

@@ -14,7 +14,7 @@ from lst_train.model.layers import SelfAttention
 from lst_train.model.layout import PatchLayout
 from lst_train.patching import pad_patch_lengths
 
-from conftest import debug_config, random_document, random_partition
+from helpers import debug_config, random_document, random_partition
 
 LINEAR_OPS = ("mm", "addmm")
 

@@ -15,10 +15,9 @@ from lst_train.data.stream import ReaderStream
 from lst_train.loss import next_token_loss_sums
 from lst_train.model import build_model
 
-from conftest import RECIPES
-from data_fixtures import write_tar, write_tokenizer
+from helpers import ASSETS, RECIPES
+from helpers.data import write_tar, write_tokenizer
 
-ASSETS = Path(__file__).parent / "assets" / "librivox"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from lst_train.model import build_model
 from lst_train.model.layout import PatchLayout
 from lst_train.patching import pad_patch_lengths
 
-from conftest import debug_config, random_document, random_partition, random_stream, static_partition
+from helpers import debug_config, random_document, random_partition, random_stream, static_partition
 
 TOL = 1e-5
 

@@ -10,7 +10,7 @@ import torch
 from lst_train.loss import labels_from_tokens, next_token_loss_sums
 from lst_train.model import build_model
 
-from conftest import debug_config, random_document, static_partition
+from helpers import debug_config, random_document, static_partition
 
 
 def _fixed_batch(vocab, rows=4, length=64):

@@ -8,7 +8,7 @@ from lst_train.data.dataset import resolve_shards
 from lst_train.flops import param_counts
 from lst_train.model import build_model
 
-from conftest import RECIPES
+from helpers import RECIPES
 
 
 # Sweep files (sweep_*.yaml, tests/test_sweeps.py) name recipes rather than being one.

@@ -9,10 +9,9 @@ from lst_train.config.data import SourceConfig
 from lst_train.data.dataset import resolve_shards
 from lst_train.data.stream import ReaderStream
 
-from conftest import RECIPES
-from data_fixtures import write_tar, write_tokenizer
+from helpers import ASSETS, RECIPES
+from helpers.data import write_tar, write_tokenizer
 
-ASSETS = Path(__file__).parent / "assets" / "librivox"
 
 
 class _NoCodec:

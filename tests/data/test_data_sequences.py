@@ -16,7 +16,7 @@ from lst_train.loss import IGNORE_INDEX
 from lst_train.patching import check_patch_lengths
 from lst_train.vocab import Vocab
 
-from data_fixtures import write_tokenizer
+from helpers.data import write_tokenizer
 
 VOCAB = Vocab(text_size=300, speech_codebook_size=64, n_codebooks=1)
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import RECIPES
+from helpers import RECIPES
 
 
 def _run(*args):

@@ -11,26 +11,18 @@ import pytest
 import soundfile
 import torch
 
-from conftest import debug_config, random_document, random_stream, static_partition, write_export
-from data_fixtures import write_tokenizer
+from helpers import ASSETS, debug_config, full_forward, random_document, random_stream, static_partition, write_export
+from helpers.data import write_tokenizer
 from lst_train.generation.generator import SamplingConfig, generate
 from lst_train.generation.incremental import incremental_decoder
 from lst_train.generation.sampling import allowed_tokens, choose_next
 from lst_train.model import build_model
 
 
-def _full_forward(model, cfg, tokens: list[int]) -> torch.Tensor:
-    """Logits [T, V] of one teacher-forced forward over `tokens`, patched as the loader patches a row (static)."""
-    device = next(model.parameters()).device
-    partition = static_partition([tokens], model.vocab, cfg.patching.size) if cfg.model.arch == "lst" else ()
-    with torch.no_grad():
-        return model(torch.tensor([tokens], device=device), *(t.to(device) for t in partition))[0]
-
-
 def _reference_logits(model, cfg, tokens: list[int]) -> torch.Tensor:
     """Logits at the last position of a full forward over `tokens` (its last patch, if speech and short, is open:
     closed early by the row's end, so its last token reads the patch before it, as while generating)."""
-    return _full_forward(model, cfg, tokens)[-1]
+    return full_forward(model, cfg, tokens)[-1]
 
 
 @pytest.mark.parametrize("arch,overrides", [
@@ -47,7 +39,7 @@ def test_cached_logits_equal_full_forward_passes(arch, overrides):
     rng = random.Random(3)
     tokens = random_stream(model.vocab, rng, 72, eos=False)
     decoder = incremental_decoder(model, cfg.patching.size)
-    full = _full_forward(model, cfg, tokens)
+    full = full_forward(model, cfg, tokens)
     for t, token in enumerate(tokens):
         logits = decoder.step(token)
         torch.testing.assert_close(logits, full[t], atol=2e-5, rtol=1e-4, msg=lambda m: f"position {t}: {m}")
@@ -107,7 +99,6 @@ def test_sampling_follows_temperature_top_k_top_p_and_the_modality():
     assert torch.nonzero(text).flatten().tolist() == list(range(vocab.text_size)) + [vocab.eos]
 
 
-ASSETS = Path(__file__).parent / "assets" / "librivox"
 
 
 @pytest.mark.parametrize("prompt", [["--prompt-text", "the light of the day"],

@@ -14,7 +14,7 @@ import tiktoken
 import tiktoken.load
 import zstandard
 
-from lst_train.data import demo_corpus, espeak
+from lst_train.corpora import demo_corpus, espeak
 from lst_train.data.text_tokenizer import PAT_STR
 
 try:

@@ -11,7 +11,7 @@ import torch
 import lst_kernels
 from lst_kernels import ops, reference
 
-from conftest import debug_config, random_document, random_partition
+from helpers import debug_config, random_document, random_partition
 from lst_train.config import ConfigError
 from lst_train.loss import labels_from_tokens, next_token_loss_sums
 from lst_train.model import build_model
