@@ -77,16 +77,18 @@ def _variants(case: dict) -> dict[str, dict[str, tuple[Callable, list[torch.Tens
     x, slots, tokens = case["x"], case["slots"], case["tokens"]
     return {
         "segment_pool": {
-            "triton": (lambda x: lst_kernels.segment_pool(x, lengths, "max"), [x]),
+            "triton": (lambda x: lst_kernels.segment_pool(x, lengths, "max", backend="triton"), [x]),
             "reference": (lambda x: reference.segment_pool(x, lengths, "max"), [x]),
         },
         "segment_cross_attention": {
-            "triton": (lambda *a: lst_kernels.segment_cross_attention(*a, lengths), [slots, tokens, tokens]),
+            "triton": (lambda *a: lst_kernels.segment_cross_attention(*a, lengths, backend="triton"),
+                       [slots, tokens, tokens]),
             "reference": (lambda *a: reference.segment_cross_attention(*a, lengths), [slots, tokens, tokens]),
             "dense": (lambda *a: _dense_segment_attention(*a, lengths), [slots, tokens, tokens]),
         },
         "range_cross_attention": {
-            "triton": (lambda *a: lst_kernels.range_cross_attention(*a, first, last, 1), [tokens, slots, slots]),
+            "triton": (lambda *a: lst_kernels.range_cross_attention(*a, first, last, 1, backend="triton"),
+                       [tokens, slots, slots]),
             "reference": (lambda *a: reference.range_cross_attention(*a, first, last, 1), [tokens, slots, slots]),
             "dense": (lambda *a: _dense_range_attention(*a, first, last), [tokens, slots, slots]),
         },
@@ -137,7 +139,6 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("bench/kernels.py needs a CUDA device (the Triton kernels run on the GPU); nothing to measure here.")
         sys.exit(0)
-    lst_kernels.set_backend("triton")
     names = ("triton", "reference", "dense")
     print(f"fwd+bwd, {DTYPE}, d={args.dim}, heads={args.heads}, {torch.cuda.get_device_name()}; "
           "per variant: ms, peak MB; ratios: best torch variant / triton")

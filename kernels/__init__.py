@@ -2,7 +2,7 @@
 
 A leaf package: it never imports lst_train. The three ops (`dispatch`) run the Triton kernels (`triton_kernels`,
 as torch.library custom ops in `ops`) on CUDA and the pure-torch `reference` on CPU (also the kernels' oracle);
-`set_backend` forces either.
+each call may name its backend (`backend=`), and `set_backend` sets the process default.
 """
 
 from lst_kernels import reference

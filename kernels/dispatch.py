@@ -1,5 +1,6 @@
 """The public patch ops: the reference's plain autograd on the reference path, the custom ops (Triton kernels)
-otherwise. Keeping the reference outside a custom-op boundary lets any TorchDispatchMode (FlopCounterMode,
+otherwise; `backend` names the backend of this call (None: the process default, see lst_kernels.ops). Keeping
+the reference outside a custom-op boundary lets any TorchDispatchMode (FlopCounterMode,
 fake tensors) see ordinary torch ops on CPU."""
 
 from torch import Tensor
@@ -7,23 +8,27 @@ from torch import Tensor
 from lst_kernels import ops, reference
 
 
-def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str = "max") -> Tensor:
+def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str = "max", backend: str | None = None) -> Tensor:
     """Max or mean of the rows of `x` [N, d] over each segment -> [S, d]; empty segments give zeros."""
-    if ops.resolve_backend(x) == "reference":
+    resolved = ops.resolve_backend(x, backend)
+    if resolved == "reference":
         return reference.segment_pool(x, seg_lengths, mode)
-    return ops.segment_pool(x, seg_lengths, mode)
+    return ops.segment_pool(x, seg_lengths, mode, resolved)
 
 
-def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor) -> Tensor:
+def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor,
+                            backend: str | None = None) -> Tensor:
     """Slots q [S, k, H, dh] attend to their own segment's tokens (key, value [N, H, dh]) -> [S, k, H, dh]."""
-    if ops.resolve_backend(q) == "reference":
+    resolved = ops.resolve_backend(q, backend)
+    if resolved == "reference":
         return reference.segment_cross_attention(q, key, value, seg_lengths)
-    return ops.segment_cross_attention(q, key, value, seg_lengths)
+    return ops.segment_cross_attention(q, key, value, seg_lengths, resolved)
 
 
 def range_cross_attention(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor,
-                          window: int) -> Tensor:
+                          window: int, backend: str | None = None) -> Tensor:
     """Tokens q [N, H, dh] attend to the slots of segments first[n]..last[n] (key, value [S, k, H, dh])."""
-    if ops.resolve_backend(q) == "reference":
+    resolved = ops.resolve_backend(q, backend)
+    if resolved == "reference":
         return reference.range_cross_attention(q, key, value, first, last, window)
-    return ops.range_cross_attention(q, key, value, first, last, window)
+    return ops.range_cross_attention(q, key, value, first, last, window, resolved)

@@ -4,9 +4,10 @@ Each op has a fake implementation (torch.compile traces through it) and an autog
 op: the Triton backward kernel on the Triton path, the reference's own autograd (torch.func.vjp) otherwise. The
 forward picks the backend (`resolve_backend`) and the backward follows the forward's choice.
 
-Backend: `set_backend("auto" | "triton" | "reference")`, process-wide; the default comes from the environment
-variable LST_KERNELS_BACKEND ("auto" if unset). "auto" runs Triton on CUDA tensors and the reference elsewhere;
-"triton" on CPU tensors needs TRITON_INTERPRET=1 (Triton's interpreter, for tests).
+Backend: each call may name one ("auto" | "triton" | "reference": lst_train's modules pass their configured one);
+without it the process default applies (`set_backend`, or the environment variable LST_KERNELS_BACKEND, "auto"
+if unset). "auto" runs Triton on CUDA tensors and the reference elsewhere; "triton" on CPU tensors needs
+TRITON_INTERPRET=1 (Triton's interpreter, for tests). The custom ops take the resolved name as an argument.
 """
 
 import os
@@ -22,11 +23,15 @@ BACKENDS = ("auto", "triton", "reference")
 _backend = "auto"
 
 
-def set_backend(name: str) -> None:
-    """Choose the backend of every lst_kernels op in this process: 'auto', 'triton' or 'reference'."""
-    global _backend
+def _check_backend(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"lst_kernels backend must be one of {BACKENDS}, got {name!r}")
+
+
+def set_backend(name: str) -> None:
+    """Choose the default backend of lst_kernels ops in this process (calls that name one keep theirs)."""
+    global _backend
+    _check_backend(name)
     _backend = name
 
 
@@ -35,9 +40,11 @@ def get_backend() -> str:
     return _backend
 
 
-def resolve_backend(tensor: Tensor) -> str:
-    """Which implementation an op on `tensor` runs now: 'triton' or 'reference'."""
-    if _backend == "reference" or (_backend == "auto" and not tensor.is_cuda):
+def resolve_backend(tensor: Tensor, backend: str | None = None) -> str:
+    """Which implementation an op on `tensor` runs: 'triton' or 'reference', for `backend` (None: the default)."""
+    backend = _backend if backend is None else backend
+    _check_backend(backend)
+    if backend == "reference" or (backend == "auto" and not tensor.is_cuda):
         return "reference"
     if not tensor.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError(f"lst_kernels backend 'triton' needs CUDA tensors (got {tensor.device}), or "
@@ -67,16 +74,16 @@ def _check_mode(mode: str) -> None:
 # segment_pool ---------------------------------------------------------------------------------------------------
 
 @torch.library.custom_op("lst_kernels::segment_pool", mutates_args=())
-def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str = "max") -> Tensor:
+def segment_pool(x: Tensor, seg_lengths: Tensor, mode: str, backend: str) -> Tensor:
     """Max or mean of the rows of `x` [N, d] over each segment -> [S, d]; empty segments give zeros."""
     _check_mode(mode)
-    if resolve_backend(x) == "triton":
+    if backend == "triton":
         return _triton().segment_pool_fwd(x.contiguous(), seg_lengths.contiguous(), mode)
     return reference.segment_pool(x, seg_lengths, mode)
 
 
 @segment_pool.register_fake
-def _(x: Tensor, seg_lengths: Tensor, mode: str = "max") -> Tensor:
+def _(x: Tensor, seg_lengths: Tensor, mode: str, backend: str) -> Tensor:
     return x.new_empty(seg_lengths.shape[0], x.shape[1])
 
 
@@ -93,14 +100,14 @@ def _(grad: Tensor, x: Tensor, seg_lengths: Tensor, mode: str, backend: str) -> 
 
 
 def _pool_setup(ctx, inputs: tuple, output: Tensor) -> None:
-    x, seg_lengths, mode = inputs
+    x, seg_lengths, mode, backend = inputs
     ctx.save_for_backward(x, seg_lengths)
-    ctx.mode, ctx.backend = mode, resolve_backend(x)
+    ctx.mode, ctx.backend = mode, backend
 
 
-def _pool_backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+def _pool_backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
     x, seg_lengths = ctx.saved_tensors
-    return segment_pool_backward(grad, x, seg_lengths, ctx.mode, ctx.backend), None, None
+    return segment_pool_backward(grad, x, seg_lengths, ctx.mode, ctx.backend), None, None, None
 
 
 segment_pool.register_autograd(_pool_backward, setup_context=_pool_setup)
@@ -109,17 +116,17 @@ segment_pool.register_autograd(_pool_backward, setup_context=_pool_setup)
 # segment_cross_attention ----------------------------------------------------------------------------------------
 
 @torch.library.custom_op("lst_kernels::segment_cross_attention", mutates_args=())
-def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor) -> Tensor:
+def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor, backend: str) -> Tensor:
     """The k query slots q [S, k, H, dh] of each segment attend to the tokens (key, value [N, H, dh]) of their
     own segment only -> [S, k, H, dh]."""
-    if resolve_backend(q) == "triton":
+    if backend == "triton":
         return _triton().segment_cross_attention_fwd(q.contiguous(), key.contiguous(), value.contiguous(),
                                                      seg_lengths.contiguous())
     return reference.segment_cross_attention(q, key, value, seg_lengths)
 
 
 @segment_cross_attention.register_fake
-def _(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor) -> Tensor:
+def _(q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor, backend: str) -> Tensor:
     return torch.empty_like(q)
 
 
@@ -139,12 +146,12 @@ def _(grad: Tensor, q: Tensor, key: Tensor, value: Tensor, seg_lengths: Tensor,
 
 
 def _segment_attention_setup(ctx, inputs: tuple, output: Tensor) -> None:
-    ctx.save_for_backward(*inputs)
-    ctx.backend = resolve_backend(inputs[0])
+    *tensors, ctx.backend = inputs
+    ctx.save_for_backward(*tensors)
 
 
-def _segment_attention_backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-    return *segment_cross_attention_backward(grad, *ctx.saved_tensors, ctx.backend), None
+def _segment_attention_backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
+    return *segment_cross_attention_backward(grad, *ctx.saved_tensors, ctx.backend), None, None
 
 
 segment_cross_attention.register_autograd(_segment_attention_backward, setup_context=_segment_attention_setup)
@@ -154,17 +161,17 @@ segment_cross_attention.register_autograd(_segment_attention_backward, setup_con
 
 @torch.library.custom_op("lst_kernels::range_cross_attention", mutates_args=())
 def range_cross_attention(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor,
-                          window: int) -> Tensor:
+                          window: int, backend: str) -> Tensor:
     """Each token q [N, H, dh] attends to the k slots (key, value [S, k, H, dh]) of the segments first[n]..last[n]
     (at most `window` of them; first > last: zero output) -> [N, H, dh]."""
-    if resolve_backend(q) == "triton":
+    if backend == "triton":
         return _triton().range_cross_attention_fwd(q.contiguous(), key.contiguous(), value.contiguous(),
                                                    first.contiguous(), last.contiguous(), window)
     return reference.range_cross_attention(q, key, value, first, last, window)
 
 
 @range_cross_attention.register_fake
-def _(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor, window: int) -> Tensor:
+def _(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor, window: int, backend: str) -> Tensor:
     return torch.empty_like(q)
 
 
@@ -185,13 +192,13 @@ def _(grad: Tensor, q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: 
 
 
 def _range_setup(ctx, inputs: tuple, output: Tensor) -> None:
-    *tensors, window = inputs
+    *tensors, window, backend = inputs
     ctx.save_for_backward(*tensors)
-    ctx.window, ctx.backend = window, resolve_backend(tensors[0])
+    ctx.window, ctx.backend = window, backend
 
 
-def _range_backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None]:
-    return *range_cross_attention_backward(grad, *ctx.saved_tensors, ctx.window, ctx.backend), None, None, None
+def _range_backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None, None]:
+    return *range_cross_attention_backward(grad, *ctx.saved_tensors, ctx.window, ctx.backend), None, None, None, None
 
 
 range_cross_attention.register_autograd(_range_backward, setup_context=_range_setup)

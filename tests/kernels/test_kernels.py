@@ -142,18 +142,21 @@ def _packed_batch(vocab, rows: int = 2, length: int = 40):
 
 
 def test_debug_model_same_loss_and_grads_through_kernels(launches):
-    model = build_model(debug_config("lst", "model.kernels=triton").model, seed=0).to(DEVICE)
-    tokens, patch_lengths = (t.to(DEVICE) for t in _packed_batch(model.vocab))
-    labels = labels_from_tokens(tokens, model.vocab)
+    """Two models with the same weights, model.kernels=triton and =reference: the backend is each module's own."""
     results = []
     for backend in ("triton", "reference"):
-        lst_kernels.set_backend(backend)
-        model.zero_grad()
+        model = build_model(debug_config("lst", f"model.kernels={backend}").model, seed=0).to(DEVICE)
+        tokens, patch_lengths = (t.to(DEVICE) for t in _packed_batch(model.vocab))
+        labels = labels_from_tokens(tokens, model.vocab)
         loss = next_token_loss_sums(model(tokens, patch_lengths), labels, model.vocab).mean()
         loss.backward()
         results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        if backend == "triton":
+            assert set(launches) == set(LAUNCHERS)
+            triton_launches = sum(launches.values())
     (loss, grads), (ref_loss, ref_grads) = results
-    assert set(launches) == set(LAUNCHERS)
+    # The process default is "triton" here (the fixture): the reference model's own backend still won.
+    assert sum(launches.values()) == triton_launches
     torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
@@ -192,9 +195,9 @@ def test_compile_traces_through_the_reference_backend():
         _compiled_matches_eager("aot_eager")
         tensors, (lengths, first, last) = _op_inputs()
         x, q, key, value, tq, skey, svalue = tensors
-        torch.library.opcheck(ops.segment_pool, (x, lengths, "mean"))
-        torch.library.opcheck(ops.segment_cross_attention, (q, key, value, lengths))
-        torch.library.opcheck(ops.range_cross_attention, (tq, skey, svalue, first, last, 2))
+        torch.library.opcheck(ops.segment_pool, (x, lengths, "mean", "reference"))
+        torch.library.opcheck(ops.segment_cross_attention, (q, key, value, lengths, "reference"))
+        torch.library.opcheck(ops.range_cross_attention, (tq, skey, svalue, first, last, 2, "reference"))
     finally:
         lst_kernels.set_backend(previous)
 
@@ -213,6 +216,11 @@ def test_backend_selection(monkeypatch):
             lst_kernels.segment_pool(x, torch.tensor([2]), "max")
         with pytest.raises(ValueError, match="backend must be one of"):
             lst_kernels.set_backend("cuda")
+        # A call's own backend wins over the process default (lst_train's modules pass model.kernels).
+        assert lst_kernels.resolve_backend(x, "reference") == "reference"
+        lst_kernels.set_backend("reference")
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            lst_kernels.segment_pool(x, torch.tensor([2]), "max", backend="triton")
     finally:
         lst_kernels.set_backend(previous)
     with pytest.raises(ConfigError, match="^model.kernels: "):

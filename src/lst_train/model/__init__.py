@@ -3,8 +3,6 @@
 import torch
 from torch import nn
 
-import lst_kernels
-
 from lst_train.config import ModelConfig
 from lst_train.model.baseline import InterleavedBaseline
 from lst_train.model.init import initialize_parameters
@@ -12,12 +10,11 @@ from lst_train.model.lst import LatentSpeechTextTransformer
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None) -> nn.Module:
-    """Build the model named by cfg.arch on the current default device; select the patch-op backend (cfg.kernels).
+    """Build the model named by cfg.arch on the current default device (its patch ops use cfg.kernels).
 
     Weights are initialised unless on meta: from `seed`, or from a seed drawn from torch's RNG. Meta models are
     initialised after sharding with `initialize_parameters(model, model.init_plan(), seed)`.
     """
-    lst_kernels.set_backend(cfg.kernels)
     model_class = {"lst": LatentSpeechTextTransformer, "baseline": InterleavedBaseline}[cfg.arch]
     model = model_class(cfg)
     if not any(p.is_meta for p in model.parameters()):

@@ -41,10 +41,11 @@ class PatchPooling(nn.Module):
     """k query slots per patch, initialised by max/mean pooling of its token states and a projection, refined by
     cross-attention to the tokens of their own patch only; the slots concatenate to the global width."""
 
-    def __init__(self, dim: int, n_heads: int, n_slots: int, mode: str, norm_eps: float):
+    def __init__(self, dim: int, n_heads: int, n_slots: int, mode: str, norm_eps: float, backend: str = "auto"):
         super().__init__()
         self.n_slots = n_slots
         self.mode = mode
+        self.backend = backend  # lst_kernels backend of this module's ops (model.kernels)
         self.init_projection = nn.Linear(dim, n_slots * dim, bias=False)
         self.cross_attention = CrossAttentionProjections(dim, n_heads, norm_eps)
 
@@ -58,20 +59,21 @@ class PatchPooling(nn.Module):
     def pool(self, flat: Tensor, seg_lengths: Tensor) -> Tensor:
         """flat [N, d] cut into segments of `seg_lengths` [S] -> slots [S, k, d]."""
         dim = flat.shape[-1]
-        pooled = lst_kernels.segment_pool(flat, seg_lengths, self.mode)
+        pooled = lst_kernels.segment_pool(flat, seg_lengths, self.mode, self.backend)
         slots = self.init_projection(pooled).view(-1, self.n_slots, dim)
         q, k, v = self.cross_attention.project(slots, flat)
-        attended = lst_kernels.segment_cross_attention(q, k, v, seg_lengths)
+        attended = lst_kernels.segment_cross_attention(q, k, v, seg_lengths, self.backend)
         return slots + self.cross_attention.output(attended)
 
 
 class PatchUnpooling(nn.Module):
     """Each token attends to the k slots of the global output of the patch(es) its decoder may read."""
 
-    def __init__(self, dim: int, n_heads: int, n_slots: int, window: int, norm_eps: float):
+    def __init__(self, dim: int, n_heads: int, n_slots: int, window: int, norm_eps: float, backend: str = "auto"):
         super().__init__()
         self.n_slots = n_slots
         self.window = window
+        self.backend = backend  # lst_kernels backend of this module's ops (model.kernels)
         self.cross_attention = CrossAttentionProjections(dim, n_heads, norm_eps)
 
     def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout) -> Tensor:
@@ -86,5 +88,5 @@ class PatchUnpooling(nn.Module):
         (flattened over rows) -> the residual update [N, d]."""
         slots = global_states.reshape(-1, self.n_slots, queries.shape[-1])  # [B*P, k, d]
         q, k, v = self.cross_attention.project(queries, slots)
-        attended = lst_kernels.range_cross_attention(q, k, v, first, last, self.window)
+        attended = lst_kernels.range_cross_attention(q, k, v, first, last, self.window, self.backend)
         return self.cross_attention.output(attended)

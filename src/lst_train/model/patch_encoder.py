@@ -18,7 +18,7 @@ class PatchEncoder(nn.Module):
         self.layers = nn.ModuleList(
             TransformerBlock(stack.dim, stack.n_heads, cfg.ffn_multiple_of, cfg.norm_eps) for _ in range(stack.n_layers)
         )
-        self.pooling = PatchPooling(stack.dim, stack.n_heads, cfg.patch_slots, cfg.pooling, cfg.norm_eps)
+        self.pooling = PatchPooling(stack.dim, stack.n_heads, cfg.patch_slots, cfg.pooling, cfg.norm_eps, cfg.kernels)
 
     def forward(self, tokens: Tensor, layout: PatchLayout) -> tuple[Tensor, Tensor]:
         """tokens [B, T] -> (token states [B, T, d_local], patch vectors [B, P, k·d_local])."""
