@@ -33,7 +33,7 @@ def loader_rate(recipe: str, overrides: list[str], n_batches: int) -> tuple[floa
     start = time.perf_counter()
     batches += [next(loader) for _ in range(n_batches)]
     seconds = time.perf_counter() - start
-    return sum(float(b["row_stats"]["tokens"].sum()) for b in batches[1:]) / seconds, batches
+    return sum(float(b.row_stats["tokens"].sum()) for b in batches[1:]) / seconds, batches
 
 
 def fill_token_cache(recipe: str, overrides: list[str]) -> None:
@@ -52,8 +52,8 @@ def trainer_rate(recipe: str, overrides: list[str], batches: list[dict]) -> floa
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step(batch):
-        logits = model(batch["tokens"], batch["patch_lengths"], batch["closed_early"])
-        sums = next_token_loss_sums(logits, batch["labels"], model.vocab)
+        logits = model(batch.tokens, batch.patch_lengths, batch.closed_early)
+        sums = next_token_loss_sums(logits, batch.labels, model.vocab)
         optimizer.zero_grad()
         sums.mean().backward()
         optimizer.step()
@@ -63,7 +63,7 @@ def trainer_rate(recipe: str, overrides: list[str], batches: list[dict]) -> floa
     for batch in batches[1:]:
         step(batch)
     seconds = time.perf_counter() - start
-    return sum(float(b["row_stats"]["tokens"].sum()) for b in batches[1:]) / seconds
+    return sum(float(b.row_stats["tokens"].sum()) for b in batches[1:]) / seconds
 
 
 def main() -> None:

@@ -67,8 +67,8 @@ def test_the_mixer_resumes_exactly_and_refuses_an_old_state(two_lengths):
     restored.load_state_dict(state)
     again = list(itertools.islice(restored, 5))
     for a, b in zip(expected, again):
-        assert torch.equal(a["tokens"], b["tokens"])
-        assert torch.equal(a["row_stats"]["source_tokens"], b["row_stats"]["source_tokens"])
+        assert torch.equal(a.tokens, b.tokens)
+        assert torch.equal(a.row_stats["source_tokens"], b.row_stats["source_tokens"])
     stale = build_dataloader(cfg)
     stale.load_state_dict({**state, "dataset_state": _without_source_tokens(state["dataset_state"])})
     with pytest.raises(ValueError, match="token shares"):

@@ -62,10 +62,10 @@ def test_real_speech_batches_train_the_debug_lst(real_corpus):
     cfg = _config(root, "patching.strategy=mixed")
     batch = next(iter(build_dataloader(cfg)))
     model = build_model(cfg.model)
-    sums = next_token_loss_sums(model(batch["tokens"], batch["patch_lengths"]), batch["labels"], model.vocab)
+    sums = next_token_loss_sums(model(batch.tokens, batch.patch_lengths), batch.labels, model.vocab)
     assert sums.n_speech > 50 and torch.isfinite(sums.mean())
     sums.mean().backward()
-    assert batch["row_stats"]["speech_seconds"].sum() > 3.0
+    assert batch.row_stats["speech_seconds"].sum() > 3.0
 
 
 def test_batched_encoding_matches_one_by_one(real_corpus):
@@ -88,7 +88,7 @@ def test_prepared_utterances_travel_with_the_loader_state(real_corpus):
     stream.next_batch()
     state = stream.state_dict()
     assert any(state["prepared"]), "a batch of 3 utterances was encoded and not all used yet"
-    expected = [stream.next_batch()["tokens"] for _ in range(10)]
+    expected = [stream.next_batch().tokens for _ in range(10)]
     resumed = ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
     resumed.load_state_dict(state)
-    assert all(torch.equal(a, resumed.next_batch()["tokens"]) for a in expected)
+    assert all(torch.equal(a, resumed.next_batch().tokens) for a in expected)

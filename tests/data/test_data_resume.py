@@ -40,7 +40,8 @@ def _take(iterator, n):
 
 
 def _same(a, b):
-    return all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in ("tokens", "patch_lengths", "closed_early", "labels"))
+    return all(torch.equal(getattr(x, k), getattr(y, k)) for x, y in zip(a, b)
+               for k in ("tokens", "patch_lengths", "closed_early", "labels"))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -60,7 +61,7 @@ def test_restored_loader_continues_exactly(corpus, workers, rank):
     got = _take(iter(resumed), 7)
     assert _same(expected, got)
     # Curriculum: the step travels with the state.
-    assert [b["loader"]["step"] for b in got] == [b["loader"]["step"] for b in expected]
+    assert [b.loader["step"] for b in got] == [b.loader["step"] for b in expected]
 
 
 def test_ranks_read_different_data(corpus):

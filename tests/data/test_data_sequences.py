@@ -134,16 +134,16 @@ def test_packing_fills_the_unit_budget_and_never_splits_a_patch(arch_patcher, to
     packed_tokens = [t for row in rows for t in row.tokens[1:]]
     assert packed_tokens == [t for piece in pieces for t in piece.tokens][: len(packed_tokens)]
     batch = collate_rows(rows, VOCAB, pad_to_multiple=16)
-    assert (batch["row_stats"]["patches"] == 40).all()
-    assert batch["tokens"].shape[1] % 16 == 0
-    check_patch_lengths(batch["patch_lengths"], batch["tokens"].shape[1])
-    assert (batch["tokens"][:, 0] == VOCAB.bos).all()
-    pad = batch["tokens"] == VOCAB.pad
-    assert (batch["labels"][:, :-1][pad[:, 1:]] == IGNORE_INDEX).all()
-    eos = batch["tokens"] == VOCAB.eos
-    assert (batch["labels"][eos] == IGNORE_INDEX).all()
+    assert (batch.row_stats["patches"] == 40).all()
+    assert batch.tokens.shape[1] % 16 == 0
+    check_patch_lengths(batch.patch_lengths, batch.tokens.shape[1])
+    assert (batch.tokens[:, 0] == VOCAB.bos).all()
+    pad = batch.tokens == VOCAB.pad
+    assert (batch.labels[:, :-1][pad[:, 1:]] == IGNORE_INDEX).all()
+    eos = batch.tokens == VOCAB.eos
+    assert (batch.labels[eos] == IGNORE_INDEX).all()
     if arch_patcher is None:
-        assert (batch["patch_lengths"][:, :40] == 1).all()
+        assert (batch.patch_lengths[:, :40] == 1).all()
 
 
 def test_packer_state_resumes_mid_document(tokenizer):
@@ -177,4 +177,4 @@ def test_the_token_cap_bounds_rows_without_losing_a_token(tokenizer):
     packed_tokens = [t for row in rows for t in row.tokens[1:]]
     assert packed_tokens == [t for piece in pieces for t in piece.tokens][: len(packed_tokens)]
     batch = collate_rows(rows, VOCAB, pad_to_multiple=16)
-    assert batch["row_stats"]["capped_rows"].tolist() == [int(row.capped) for row in rows]
+    assert batch.row_stats["capped_rows"].tolist() == [int(row.capped) for row in rows]

@@ -294,9 +294,9 @@ def test_evaluation_during_training(corpus, tmp_path):
         for rank in (0, 1):  # the two ranks' validation shares
             for batch in itertools.islice(build_dataloader(validation, rank, 2), cfg.evaluation.validation_batches):
                 with torch.no_grad():
-                    per_token = model(batch["tokens"], batch["patch_lengths"], batch["closed_early"],
-                                      targets_of(batch["labels"]))
-                sums.append(loss_sums(per_token, batch["labels"], model.vocab))
+                    per_token = model(batch.tokens, batch.patch_lengths, batch.closed_early,
+                                      targets_of(batch.labels))
+                sums.append(loss_sums(per_token, batch.labels, model.vocab))
         total, n = sum(float(s.total) for s in sums), sum(int(s.n_total) for s in sums)
         speech, n_speech = sum(float(s.speech) for s in sums), sum(int(s.n_speech) for s in sums)
         assert records[step]["val_loss"] == pytest.approx(total / n, rel=1e-5)

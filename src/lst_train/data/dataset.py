@@ -84,7 +84,7 @@ def _worker_init(_: int) -> None:
 
 
 def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> StatefulDataLoader:
-    """The loader of one rank: yields batch dicts (see lst_train.data.packing.collate_rows) forever; `pin_memory` for
+    """The loader of one rank: yields Batch objects (lst_train.data.batch, made by packing.collate_rows) forever; `pin_memory` for
     non-blocking copies to a GPU."""
     dataset = PackedSpeechTextDataset(cfg, rank, world_size)
     workers = cfg.data.num_workers

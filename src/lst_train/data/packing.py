@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 
+from lst_train.data.batch import Batch
 from lst_train.data.documents import Document, Span
 from lst_train.data.patchers import KIND_SILENCE, KIND_SINGLE, KIND_STATIC, KIND_WORD, Patcher
 from lst_train.loss import labels_from_tokens
@@ -143,7 +144,7 @@ def _kind_totals(row: Piece, kind: int) -> tuple[int, int]:
     return len(lengths), sum(lengths)
 
 
-def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_sources: int = 0) -> dict:
+def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_sources: int = 0) -> Batch:
     """Stack rows into a batch: tokens / labels / modality [B, T], patch_lengths / closed_early [B, P], per-row
     stats [B] (and source_tokens [B, n_sources]: each row's tokens per data source).
 
@@ -174,15 +175,9 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
             count, total = _kind_totals(row, kind)
             stats[f"{name}_patches"].append(count)
             stats[f"{name}_tokens"].append(total)
-    return {
-        "tokens": tokens,
-        "patch_lengths": patch_lengths,
-        "closed_early": closed_early,
-        "labels": labels_from_tokens(tokens, vocab),
-        "modality": vocab.modality(tokens),
-        "row_stats": {**{name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
-                         for name, values in stats.items()},
-                      "source_tokens": torch.tensor([[r.source_tokens.get(i, 0) for i in range(n_sources)]
-                                                    for r in rows], dtype=torch.long).view(len(rows), n_sources)},
-    }
-
+    return Batch(tokens=tokens, labels=labels_from_tokens(tokens, vocab), modality=vocab.modality(tokens),
+                 patch_lengths=patch_lengths, closed_early=closed_early,
+                 row_stats={**{name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
+                               for name, values in stats.items()},
+                            "source_tokens": torch.tensor([[r.source_tokens.get(i, 0) for i in range(n_sources)]
+                                                          for r in rows], dtype=torch.long).view(len(rows), n_sources)})

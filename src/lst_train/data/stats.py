@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 
+from lst_train.data.batch import Batch
 from lst_train.data.patchers import KIND_NAMES, KIND_SINGLE
 from lst_train.data.skips import merge_skip_counts
 
@@ -28,13 +29,13 @@ class LoaderStats:
         self.batches = 0
         self.skipped_by_reader: dict[int, dict[str, int]] = {}
 
-    def update(self, batch: dict) -> None:
+    def update(self, batch: Batch) -> None:
         self.batches += 1
         for name in ROW_SUMS:
-            self.sums[name] += float(batch["row_stats"][name].sum())
-        per_source = batch["row_stats"]["source_tokens"].sum(dim=0).tolist()
+            self.sums[name] += float(batch.row_stats[name].sum())
+        per_source = batch.row_stats["source_tokens"].sum(dim=0).tolist()
         self.source_tokens = [a + b for a, b in zip(per_source, self.source_tokens + [0] * len(per_source))]
-        loader = batch["loader"]
+        loader = batch.loader
         self.skipped_by_reader[loader["reader"]] = loader["skipped"]
 
     @property

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from lst_train.config import Config
 from lst_train.config.data import source_shares
 from lst_train.flops import batch_flops
+from lst_train.data.batch import Batch
 from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
 from lst_train.data.packing import Piece, RowPacker, collate_rows, render
 from lst_train.data.patchers import Patcher
@@ -162,13 +163,13 @@ class ReaderStream:
             self.source_tokens[index] += len(piece.tokens)
             return piece
 
-    def next_batch(self) -> dict:
+    def next_batch(self) -> Batch:
         rows = [self.packer.next_row(self.next_piece) for _ in range(self.cfg.data.batch_size)]
         batch = collate_rows(rows, self.vocab, self.cfg.data.pad_to_multiple, len(self.cursors))
         # Exact training FLOPs of the batch, counted here (in the loader worker) rather than in the training step.
-        batch["flops"] = batch_flops(self.cfg.model, batch["tokens"], batch["patch_lengths"],
-                                     batch["closed_early"]).training
-        batch["loader"] = {"reader": self.reader, "step": self.step, "skipped": self.skips.as_dict(),
+        batch.flops = batch_flops(self.cfg.model, batch.tokens, batch.patch_lengths,
+                                     batch.closed_early).training
+        batch.loader = {"reader": self.reader, "step": self.step, "skipped": self.skips.as_dict(),
                            "documents": list(self.documents), "epochs": [c.epoch for c in self.cursors]}
         self.batches += 1
         return batch

@@ -57,9 +57,9 @@ class TrainingEvaluator:
         device = next(self.model.parameters()).device
         totals = torch.zeros(6, dtype=torch.float64, device=device)
         for batch in itertools.islice(loader, self.cfg.evaluation.validation_batches):
-            labels = batch["labels"].to(device)
-            per_token = self.model(batch["tokens"].to(device), batch["patch_lengths"].to(device),
-                                   batch["closed_early"].to(device), targets_of(labels))
+            labels = batch.labels.to(device)
+            per_token = self.model(batch.tokens.to(device), batch.patch_lengths.to(device),
+                                   batch.closed_early.to(device), targets_of(labels))
             sums = loss_sums(per_token, labels, self.model.vocab)
             totals += torch.stack([sums.total, sums.text, sums.speech, sums.n_total.double(), sums.n_text.double(),
                                    sums.n_speech.double()]).double()

@@ -21,8 +21,8 @@ def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab,
     for i in range(0, len(rows), batch_size):
         chunk = rows[i: i + batch_size]
         batch = collate_rows([piece for piece, _ in chunk], vocab, pad_to_multiple)
-        tokens = batch["tokens"].to(device)
-        logits = model(tokens, batch["patch_lengths"].to(device), batch["closed_early"].to(device))
+        tokens = batch.tokens.to(device)
+        logits = model(tokens, batch.patch_lengths.to(device), batch.closed_early.to(device))
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         for b, (piece, start) in enumerate(chunk):
             end = len(piece.tokens)

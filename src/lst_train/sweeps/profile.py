@@ -43,7 +43,7 @@ def measure(cfg: Config, n_batches: int) -> DataProfile:
     batches = []
     for batch in itertools.islice(build_dataloader(cfg), n_batches):
         stats.update(batch)
-        batches.append((batch["tokens"], batch["patch_lengths"], batch["closed_early"]))
+        batches.append((batch.tokens, batch.patch_lengths, batch.closed_early))
     s = stats.summary()
     return DataProfile(s["tokens"] / s["patches"], s["speech_seconds"] / s["patches"],
                        f"measured over {n_batches} loader batches", batches)

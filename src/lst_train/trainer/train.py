@@ -11,6 +11,7 @@ from torch import Tensor
 
 from lst_train.config import Config, to_yaml
 from lst_train.config.data import source_names
+from lst_train.data.batch import Batch
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import REASONS
 from lst_train.data.stats import LoaderStats, token_shares
@@ -27,7 +28,6 @@ from lst_train.trainer.parallelize import parallelize
 from lst_train.trainer.preemption import PreemptionFlag
 
 LOG = logging.getLogger("lst_train.train")
-BATCH_TENSORS = ("tokens", "patch_lengths", "closed_early", "labels")
 
 
 def _setup_logging(world: World, run_dir: str) -> None:
@@ -73,15 +73,12 @@ class Trainer:
         self.loader_stats = LoaderStats()
         self.evaluator = TrainingEvaluator(cfg, self.model, self.world.rank, self.world.world_size)
 
-    def _to_device(self, batch: dict) -> dict:
-        return {k: batch[k].to(self.world.device, non_blocking=True) for k in BATCH_TENSORS}
-
-    def train_step(self, micro_batches: list[dict]) -> tuple[Tensor, Tensor]:
+    def train_step(self, micro_batches: list[Batch]) -> tuple[Tensor, Tensor]:
         """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets, and the
         optimizer step. No host synchronisation: returns this rank's loss sums (total, text, speech, n_text,
         n_speech) and the global gradient norm, as device tensors, read only when the step is logged."""
         world = self.world
-        local_targets = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro_batches)
+        local_targets = sum(int((b.labels != IGNORE_INDEX).sum()) for b in micro_batches)
         global_targets = torch.tensor(float(local_targets), dtype=torch.float64, device=world.device)
         dist.all_reduce(global_targets)
         # FSDP averages gradients over ranks: scale by the world size to get the global token mean.
@@ -90,9 +87,9 @@ class Trainer:
         for index, batch in enumerate(micro_batches):
             # Accumulate unsharded gradients locally; reduce-scatter once, in the last micro-batch's backward.
             self.model.set_requires_gradient_sync(index == len(micro_batches) - 1)
-            b = self._to_device(batch)
-            per_token = self.model(b["tokens"], b["patch_lengths"], b["closed_early"], targets_of(b["labels"]))
-            sums = loss_sums(per_token, b["labels"], self.vocab)
+            b = batch.to(self.world.device, non_blocking=True)
+            per_token = self.model(b.tokens, b.patch_lengths, b.closed_early, targets_of(b.labels))
+            sums = loss_sums(per_token, b.labels, self.vocab)
             (sums.total * scale).backward()
             totals += torch.stack([sums.total.detach(), sums.text.detach(), sums.speech.detach(),
                                    sums.n_text.double(), sums.n_speech.double()]).double()
@@ -188,11 +185,11 @@ class PendingCounts(dict):
     def __init__(self):
         super().__init__(tokens=0.0, patches=0.0, speech_seconds=0.0, flops=0.0, wait=0.0)
 
-    def add(self, micro_batches: list[dict], wait: float) -> None:
+    def add(self, micro_batches: list[Batch], wait: float) -> None:
         for batch in micro_batches:
             for key in ("tokens", "patches", "speech_seconds"):
-                self[key] += float(batch["row_stats"][key].sum())
-            self["flops"] += batch["flops"]
+                self[key] += float(batch.row_stats[key].sum())
+            self["flops"] += batch.flops
         self["wait"] += wait
 
 
