@@ -3,6 +3,7 @@ complete checkpoint, read in a single process; `load_exported(DIR)` rebuilds the
 
 import json
 import os
+import tempfile
 import warnings
 
 import torch
@@ -45,4 +46,12 @@ def load_exported(out_dir: str) -> tuple[torch.nn.Module, Config]:
     return model.eval(), cfg
 
 
-__all__ = ["export_run", "load_exported"]
+def load_for_eval(path: str):
+    """An export directory (config.json + model.safetensors), or a run directory's latest checkpoint."""
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return load_exported(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_exported(export_run(path, tmp))
+
+
+__all__ = ["export_run", "load_exported", "load_for_eval"]

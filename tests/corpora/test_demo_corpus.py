@@ -14,6 +14,7 @@ import tiktoken
 import tiktoken.load
 import zstandard
 
+from lst_train.cli.data import add_data_build_demo_parser
 from lst_train.corpora import demo_corpus, espeak
 from lst_train.data.text_tokenizer import PAT_STR
 
@@ -59,7 +60,7 @@ def test_long_verses_are_cut_into_pieces_that_keep_every_word() -> None:
 
 def _build(out: Path, *options: str) -> None:
     parser = argparse.ArgumentParser()
-    demo_corpus.add_data_build_demo_parser(parser.add_subparsers())
+    add_data_build_demo_parser(parser.add_subparsers())
     args = parser.parse_args(["build-demo", "--out", str(out), *options])
     args.run(args)
 

@@ -9,8 +9,9 @@ import regex
 import tiktoken.load
 import zstandard
 
-from lst_train.data.text_tokenizer import (PAT_STR, TextStats, TextTokenizer, add_tokenizer_parser, read_ranks,
-                                           read_training_texts, train_bpe, write_ranks)
+from lst_train.cli.tokenizer import add_tokenizer_parser
+from lst_train.data.text_tokenizer import (PAT_STR, TextStats, TextTokenizer, read_ranks, read_training_texts,
+                                           train_bpe, write_ranks)
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

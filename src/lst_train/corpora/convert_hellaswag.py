@@ -7,13 +7,12 @@ A record is `{"ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split", "split_
 Context and endings are spoken separately, so every ending is scored against the same context audio.
 """
 
-import argparse
 import json
 import re
 from pathlib import Path
 
 from lst_train.data.skips import SkipCounter
-from lst_train.corpora.convert_items import finish
+from lst_train.corpora.convert_items import ConvertOptions, finish
 
 
 def clean(text: str) -> str:
@@ -39,15 +38,15 @@ def _record(obj, where: str) -> tuple[str, list[str], int]:
     return str(obj.get("ind", where)), [clean(str(context)), *map(clean, endings)], label
 
 
-def convert_hellaswag(args: argparse.Namespace, skips: SkipCounter) -> list[dict]:
+def convert_hellaswag(options: ConvertOptions, skips: SkipCounter) -> list[dict]:
     records = []
-    with open(args.source, encoding="utf-8", errors="replace") as f:
+    with open(options.source, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
-            if args.limit is not None and len(records) >= args.limit:
+            if options.limit is not None and len(records) >= options.limit:
                 break
             if not line.strip():
                 continue
-            where = f"{args.source}:{number}"
+            where = f"{options.source}:{number}"
             try:
                 record = _record(json.loads(line), where)
             except ValueError as err:  # json.JSONDecodeError is a ValueError
@@ -57,4 +56,4 @@ def convert_hellaswag(args: argparse.Namespace, skips: SkipCounter) -> list[dict
                 skips.add("missing_text", where, "an empty context or ending")
                 continue
             records.append(record)
-    return finish(Path(args.out), records, args, skips)
+    return finish(Path(options.out), records, options, skips)

@@ -1,9 +1,9 @@
 """What every benchmark converter shares: the output folder, shuffled endings, text items, items spoken by
 espeak-ng (with word timings), and writing items.jsonl."""
 
-import argparse
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -11,6 +11,26 @@ from tqdm import tqdm
 from lst_train.corpora import espeak
 from lst_train.corpora.demo_corpus import SpokenScript, speak
 from lst_train.data.skips import SkipCounter
+
+
+@dataclass
+class ConvertOptions:
+    """What a conversion reads, writes and how (lst-train eval convert's options)."""
+
+    source: Path
+    """The downloaded benchmark: a release folder, a CSV or a jsonl."""
+    out: Path
+    """A new or empty folder for items.jsonl and audio/."""
+    limit: int | None = None
+    """Convert only the first N usable items."""
+    seed: int = 0
+    """Order of the endings (release folders)."""
+    no_tts: bool = False
+    """Text-only items (T→T) from text sources."""
+    voice: str = "en-us"
+    """espeak-ng voice for text sources."""
+    rate: int = 175
+    """espeak-ng words per minute."""
 
 
 class ConvertError(RuntimeError):
@@ -63,14 +83,14 @@ def spoken_items(records: list[tuple[str, list[str], int]], out: Path, voice: st
     return items
 
 
-def finish(out: Path, records: list[tuple[str, list[str], int]], args: argparse.Namespace,
+def finish(out: Path, records: list[tuple[str, list[str], int]], options: ConvertOptions,
            skips: SkipCounter) -> list[dict]:
     """Speak (or not) the text records and write them."""
-    if not args.no_tts:
+    if not options.no_tts:
         try:  # a bad voice would otherwise skip every item in the workers
-            espeak.synthesize("check", args.voice, args.rate)
+            espeak.synthesize("check", options.voice, options.rate)
         except (espeak.EspeakMissing, ValueError) as err:
             raise ConvertError(str(err)) from None
-    items = text_items(records) if args.no_tts else spoken_items(records, out, args.voice, args.rate, skips)
+    items = text_items(records) if options.no_tts else spoken_items(records, out, options.voice, options.rate, skips)
     write_items(out, items)
     return items

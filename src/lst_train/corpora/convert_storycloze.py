@@ -15,7 +15,6 @@ StoryCloze CSV (cloze_test_{val,test}__spring2016 / winter2018): columns InputSt
 RandomFifthSentenceQuiz1, RandomFifthSentenceQuiz2, AnswerRightEnding (1 or 2); spoken by espeak-ng (or --no-tts).
 """
 
-import argparse
 import csv
 import random
 import re
@@ -26,7 +25,7 @@ import numpy as np
 import soundfile
 
 from lst_train.data.skips import SkipCounter
-from lst_train.corpora.convert_items import ConvertError, finish, shuffled, write_items
+from lst_train.corpora.convert_items import ConvertError, ConvertOptions, finish, shuffled, write_items
 
 CSV_COLUMNS = ("InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4", "RandomFifthSentenceQuiz1",
                "RandomFifthSentenceQuiz2", "AnswerRightEnding")
@@ -144,40 +143,40 @@ def _release_item(number: int, wavs: list[Path], out: Path, skips: SkipCounter) 
     return {"id": str(number), "context": segments[0], "endings": segments[1:], "label": 0}
 
 
-def _from_release(args: argparse.Namespace, skips: SkipCounter) -> list[dict]:
-    rng = random.Random(args.seed)
+def _from_release(options: ConvertOptions, skips: SkipCounter) -> list[dict]:
+    rng = random.Random(options.seed)
     items = []
-    for number, wavs in sorted(_stories(args.source).items()):
-        if args.limit is not None and len(items) >= args.limit:
+    for number, wavs in sorted(_stories(options.source).items()):
+        if options.limit is not None and len(items) >= options.limit:
             break
-        item = _release_item(number, wavs, args.out, skips)
+        item = _release_item(number, wavs, options.out, skips)
         if item is not None:
             item["endings"], item["label"] = shuffled(rng, item["endings"], 0)
             items.append(item)
-    write_items(args.out, items)
+    write_items(options.out, items)
     return items
 
 
-def _from_csv(args: argparse.Namespace, skips: SkipCounter) -> list[dict]:
+def _from_csv(options: ConvertOptions, skips: SkipCounter) -> list[dict]:
     records = []
-    with open(args.source, newline="", encoding="utf-8", errors="replace") as f:
+    with open(options.source, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.DictReader(f)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ConvertError(f"{args.source} lacks columns {missing}: pass a StoryCloze cloze_test CSV "
+            raise ConvertError(f"{options.source} lacks columns {missing}: pass a StoryCloze cloze_test CSV "
                                "(the training ROCStories CSV has no endings to choose from)")
         for number, row in enumerate(reader, 2):
-            if args.limit is not None and len(records) >= args.limit:
+            if options.limit is not None and len(records) >= options.limit:
                 break
-            where = f"{args.source}:{number}"
+            where = f"{options.source}:{number}"
             texts = [" ".join((row[c] or "").split()) for c in CSV_COLUMNS[:6]]
             if not all(texts) or (row["AnswerRightEnding"] or "").strip() not in ("1", "2"):
                 skips.add("missing_text", where, "an empty sentence or an AnswerRightEnding other than 1 or 2")
                 continue
             records.append((row.get("InputStoryid") or str(number), [" ".join(texts[:4]), *texts[4:]],
                             int(row["AnswerRightEnding"]) - 1))
-    return finish(args.out, records, args, skips)
+    return finish(options.out, records, options, skips)
 
 
-def convert_storycloze(args: argparse.Namespace, skips: SkipCounter) -> list[dict]:
-    return _from_release(args, skips) if Path(args.source).is_dir() else _from_csv(args, skips)
+def convert_storycloze(options: ConvertOptions, skips: SkipCounter) -> list[dict]:
+    return _from_release(options, skips) if Path(options.source).is_dir() else _from_csv(options, skips)

@@ -7,7 +7,6 @@ slice for evaluation. A BPE ranks file is trained on the text part. Same seed ->
 
 from __future__ import annotations
 
-import argparse
 import io
 import itertools
 import json
@@ -18,7 +17,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -295,27 +293,3 @@ def build_demo_corpus(out: Path, minutes: float = 20.0, seed: int = 0, vocab_siz
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _run_build_demo(args: argparse.Namespace) -> None:
-    """`lst-train data build-demo`: build, then print one summary line; missing packages end with one line."""
-    start = time.perf_counter()
-    try:
-        manifest = build_demo_corpus(Path(args.out), args.minutes, args.seed, args.vocab_size)
-    except (BuildError, espeak.EspeakMissing) as err:
-        raise SystemExit(f"lst-train: {err}") from None
-    speech, text = manifest["speech"], manifest["text"]
-    print(f"wrote {args.out}: {speech['samples']} utterances, {speech['seconds'] / 60:.1f} min of speech "
-          f"({speech['shards']} shards), {text['lines']} text lines ({text['chars']:,} chars), "
-          f"{manifest['heldout']['lines']} held-out lines, {manifest['tokenizer']['ranks']} BPE ranks; "
-          f"{time.perf_counter() - start:.1f} s")
-
-
-def add_data_build_demo_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add `build-demo --out DIR [--minutes M] [--seed S] [--vocab-size N]` to the `data` subcommands."""
-    build = subparsers.add_parser("build-demo", help="build the offline demo corpus (KJV text + espeak-ng speech)")
-    build.add_argument("--out", required=True, metavar="DIR", help="new or empty output directory")
-    build.add_argument("--minutes", type=float, default=20.0, help="total minutes of speech (default 20)")
-    build.add_argument("--seed", type=int, default=0, help="seed for chapter order, voices, rates, lengths")
-    build.add_argument("--vocab-size", type=int, default=2048, help="BPE ranks to train on the text part")
-    build.set_defaults(run=_run_build_demo)

@@ -6,7 +6,6 @@ ending is the next verse; the wrong endings are verses of other chapters. Every 
 (the format of lst_train.evaluation.items) and `audio/`.
 """
 
-import argparse
 import json
 import random
 from pathlib import Path
@@ -55,19 +54,3 @@ def build_demo_eval(out: Path, n_items: int = 100, seed: int = 0, context_verses
     for name, items in (("storycloze_2way.jsonl", two_way), ("storycloze_4way.jsonl", four_way)):
         (out / name).write_text("".join(json.dumps(item) + "\n" for item in items))
     return {"items": len(two_way), "dropped": n_items - len(two_way), "seed": seed}
-
-
-def _run(args: argparse.Namespace) -> None:
-    try:
-        summary = build_demo_eval(args.out, args.items, args.seed)
-    except BuildError as err:
-        raise SystemExit(f"lst-train: {err}") from None
-    print(f"wrote {args.out}: {summary['items']} items (2-way and 4-way), {summary['dropped']} dropped")
-
-
-def add_data_build_demo_eval_parser(data_commands) -> None:
-    parser = data_commands.add_parser("build-demo-eval", help="a spoken StoryCloze-like set from held-out text")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--items", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(run=_run)

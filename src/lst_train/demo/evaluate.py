@@ -8,7 +8,7 @@ from lst_train.data.speech_codec import LazyCodec
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
-from lst_train.evaluation.run import load_for_eval
+from lst_train.export import load_for_eval
 from lst_train.evaluation.scoring import evaluate
 
 

@@ -9,7 +9,6 @@ Re-running reuses what is finished (corpus, evaluation set, finished runs) and r
 `--scale` multiplies the corpus, the evaluation set and the FLOP budget.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -117,19 +116,3 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     print(f"\nreport: {report}\nTensorBoard logs: {os.path.join(sweep.out_dir, 'runs')}/*/tb — view them with\n"
           f"  .venv/bin/{tensorboard}\nthen open http://localhost:6006")
     return report
-
-
-def _run(args: argparse.Namespace) -> None:
-    if args.scale <= 0:
-        raise SystemExit(f"lst-train demo: --scale must be > 0, got {args.scale}")
-    run_demo(args.out, args.scale, args.ranks, args.sweep)
-
-
-def add_demo_parser(commands) -> None:
-    parser = commands.add_parser("demo", help="corpus, eval set, baseline vs LST at equal FLOPs, report")
-    parser.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
-    parser.add_argument("--scale", type=float, default=float(os.environ.get("DEMO_SCALE", 1.0)),
-                        help="multiplies corpus, evaluation set and FLOP budget (default $DEMO_SCALE or 1)")
-    parser.add_argument("--ranks", type=int, default=2, help="torchrun ranks per run (default 2)")
-    parser.add_argument("--sweep", default=DEFAULT_SWEEP, help=f"the sweep file (default {DEFAULT_SWEEP})")
-    parser.set_defaults(run=_run)

@@ -1,22 +1,22 @@
-"""`lst-train` command line (also `python -m lst_train`)."""
+"""`lst-train` command line (also `python -m lst_train`): every argument parser and command lives in this package
+(info/train/export here; data, tokenizer, eval, convert, generate, sweep and demo in their own modules); the library
+functions they call take typed arguments."""
 
 import argparse
 import logging
 import os
 import sys
 
+from lst_train.cli.convert import convert_main
+from lst_train.cli.data import add_data_build_demo_eval_parser, add_data_build_demo_parser, add_data_inspect_parser
+from lst_train.cli.demo import add_demo_parser
+from lst_train.cli.evaluation import add_eval_parser
+from lst_train.cli.generate import add_generate_parser
+from lst_train.cli.sweep import add_sweep_parser
+from lst_train.cli.tokenizer import add_tokenizer_parser
 from lst_train.config import ConfigError, load_config
-from lst_train.corpora.demo_corpus import add_data_build_demo_parser
-from lst_train.data.inspect_loader import add_data_inspect_parser
 from lst_train.data.skips import NoUsableData
-from lst_train.data.text_tokenizer import add_tokenizer_parser
-from lst_train.demo.pipeline import add_demo_parser
-from lst_train.corpora.convert import convert_main
-from lst_train.corpora.demo_eval import add_data_build_demo_eval_parser
-from lst_train.evaluation.run import add_eval_parser
-from lst_train.generation.run import add_generate_parser
 from lst_train.flops import param_counts, row_flops
-from lst_train.sweeps.cli import add_sweep_parser
 
 
 def _info(args: argparse.Namespace) -> None:

@@ -3,9 +3,9 @@
 import argparse
 import json
 import os
-import tempfile
 
 import torch
+import torch.distributed as dist
 
 from lst_train.data.skips import SkipCounter, merge_skip_counts
 from lst_train.data.speech_codec import LazyCodec
@@ -13,15 +13,7 @@ from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
 from lst_train.evaluation.scoring import evaluate, with_accuracy
-from lst_train.export import export_run, load_exported
-
-
-def load_for_eval(path: str):
-    """An export directory (config.json + model.safetensors), or a run directory's latest checkpoint."""
-    if os.path.isfile(os.path.join(path, "config.json")):
-        return load_exported(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        return load_exported(export_run(path, tmp))
+from lst_train.export import load_for_eval
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -54,8 +46,6 @@ def _run(args: argparse.Namespace) -> None:
 
 def _combine_ranks(results: dict, settings: list[str]) -> dict:
     """Sum the per-rank counts (gloo: no GPU needed to gather a few numbers)."""
-    import torch.distributed as dist
-
     dist.init_process_group("gloo")
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, results)

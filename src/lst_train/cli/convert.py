@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lst_train.data.skips import SkipCounter
 from lst_train.corpora.convert_hellaswag import convert_hellaswag
-from lst_train.corpora.convert_items import ConvertError, prepare_out
+from lst_train.corpora.convert_items import ConvertError, ConvertOptions, prepare_out
 from lst_train.corpora.convert_storycloze import convert_storycloze
 
 
@@ -23,7 +23,8 @@ def _run(args: argparse.Namespace) -> None:
     created = not args.out.exists()
     try:
         prepare_out(args.out)
-        items = convert(args, skips)
+        options = ConvertOptions(args.source, args.out, args.limit, args.seed, args.no_tts, args.voice, args.rate)
+        items = convert(options, skips)
     except ConvertError as err:
         if (args.out / "audio").is_dir() and not any((args.out / "audio").iterdir()):
             (args.out / "audio").rmdir()  # leave no half-made output in the way of the next attempt
