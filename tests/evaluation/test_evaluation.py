@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from lst_train.data.skips import SkipCounter
-from lst_train.data.speech_codec import LazyCodec
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.packing import row_partition
 from lst_train.evaluation.items import Segment, read_items
-from lst_train.evaluation.prompts import PromptBuilder
+from lst_train.evaluation.prompts import PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import ending_scores, evaluate
 from lst_train.loss import labels_from_tokens, next_token_loss_sums
 from lst_train.model import build_model
@@ -28,7 +28,8 @@ def tokenizer(tmp_path_factory):
 
 
 def _builder(cfg, model, tokenizer):
-    return PromptBuilder(cfg, model.vocab, tokenizer, LazyCodec(cfg.data.codec, model.vocab.n_codebooks))
+    return PromptBuilder(SpeechTextTokenizer(model.vocab, tokenizer, cfg.data.codec),
+                         evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps))
 
 
 def _write_items(path: Path, items: list[dict]) -> str:

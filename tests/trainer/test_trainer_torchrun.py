@@ -19,10 +19,9 @@ from helpers import RECIPES, REPO
 from helpers.data import WORDS, units_corpus
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import SkipCounter
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.evaluation.items import read_items
-from lst_train.evaluation.prompts import PromptBuilder
+from lst_train.evaluation.prompts import PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import evaluate
 from lst_train.export import export_run, load_exported
 from lst_train.loss import loss_sums, targets_of
@@ -284,8 +283,8 @@ def test_evaluation_during_training(corpus, tmp_path):
     assert sorted(records) == [2, 4]
     for step in (2, 4):  # an offline pass with the same step's weights gives the same numbers
         model, cfg = load_exported(export_run(str(run_dir), str(tmp_path / f"export-{step}"), step=step))
-        builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
-                                LazyCodec(cfg.data.codec, model.vocab.n_codebooks))
+        builder = PromptBuilder(SpeechTextTokenizer.from_config(cfg.data, model.vocab),
+                                evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps))
         offline = evaluate(model, builder, read_items(str(items)), ["t2t"], SkipCounter())["t2t"]
         for key in ("accuracy_sum", "accuracy_mean"):
             assert records[step][f"eval/toy/t2t/{key}"] == offline[key]

@@ -8,10 +8,9 @@ import torch
 import torch.distributed as dist
 
 from lst_train.data.skips import SkipCounter, merge_skip_counts
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.evaluation.items import read_items
-from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
+from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import evaluate, with_accuracy
 from lst_train.export import load_for_eval
 
@@ -27,9 +26,10 @@ def _run(args: argparse.Namespace) -> None:
     skips = SkipCounter()
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     items = read_items(args.data, skips)[rank::world_size]  # under torchrun every rank scores its share
-    builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
-                            LazyCodec(cfg.data.codec, model.vocab.n_codebooks))
-    results = evaluate(model, builder, items, settings, skips, args.batch_size, progress=rank == 0)
+    builder = PromptBuilder(SpeechTextTokenizer.from_config(cfg.data, model.vocab),
+                            evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps))
+    results = evaluate(model, builder, items, settings, skips, args.batch_size, progress=rank == 0,
+                       pad_to_multiple=cfg.data.pad_to_multiple)
     results["skipped"] = skips.as_dict()
     if world_size > 1:
         results = _combine_ranks(results, settings)

@@ -7,8 +7,7 @@ import os
 
 import torch
 
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.export import load_for_eval
 from lst_train.generation.generator import SamplingConfig, generate
 from lst_train.generation.outputs import prompt_tokens, write_outputs
@@ -19,12 +18,11 @@ def _run(args: argparse.Namespace) -> None:
         raise SystemExit("lst-train generate: give exactly one of --prompt-text and --prompt-audio")
     model, cfg = load_for_eval(args.model)
     model.to(torch.device(args.device))
-    tokenizer = TextTokenizer.from_file(cfg.data.tokenizer)
-    get_codec = LazyCodec(cfg.data.codec, model.vocab.n_codebooks)  # built once, for the prompt and the WAV
-    prompt = prompt_tokens(model.vocab, tokenizer, get_codec, args.prompt_text, args.prompt_audio, args.modality)
+    tokenizer = SpeechTextTokenizer.from_config(cfg.data, model.vocab)  # one Mimi, for the prompt and the WAV
+    prompt = prompt_tokens(tokenizer, args.prompt_text, args.prompt_audio, args.modality)
     sampling = SamplingConfig(args.max_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     result = generate(model, prompt, cfg.patching.size, sampling, args.modality)
-    summary = write_outputs(result, model.vocab, tokenizer, get_codec, args.out)
+    summary = write_outputs(result, tokenizer, args.out)
     print(f"text: {summary['text']!r}")
     print(f"speech: {summary['speech_frames']} frames" + (f" -> {summary['wav']}" if "wav" in summary else ""))
     n, steps = summary["generated_tokens"], summary["global_steps"]

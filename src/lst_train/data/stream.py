@@ -18,17 +18,16 @@ from dataclasses import asdict
 
 from lst_train.config import Config
 from lst_train.config.data import source_shares
-from lst_train.flops import batch_flops
 from lst_train.data.batch import Batch
 from lst_train.data.documents import Document, interleaved_document, speech_document, text_document
 from lst_train.data.packing import Piece, RowPacker, collate_rows, render
 from lst_train.data.patchers import Patcher
 from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
 from lst_train.data.skips import SkipCounter, SkipSample
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.token_cache import TokenCache
 from lst_train.data.utterances import DecodedRecord, Utterance, decode_record
+from lst_train.flops import batch_flops
 from lst_train.vocab import Vocab
 
 
@@ -60,17 +59,16 @@ class ReaderStream:
                         for i, (source, paths, cache) in enumerate(zip(data.sources, shards, self.caches))]
         self.prepared: list[deque] = [deque() for _ in data.sources]
         self.shares = source_shares(data.sources)
-        self.tokenizer = TextTokenizer.from_file(data.tokenizer)
+        self.tokenizer = SpeechTextTokenizer.from_config(data, self.vocab)
         self.patcher = Patcher(cfg.patching, cfg.training.steps) if cfg.model.arch == "lst" else None
         self.packer = RowPacker(data.seq_units, self.vocab, data.max_row_tokens)
         self.batches = 0
         self.documents = [0] * len(self.cursors)
         self.source_tokens = [0] * len(self.cursors)  # tokens rendered per source: what the mixture balances
-        self._mimi = LazyCodec(data.codec, self.vocab.n_codebooks)
 
     def codec(self):
         """Mimi, built on first use (in the worker process that needs it); None with data.codec.kind=units."""
-        return self._mimi() if self.cfg.data.codec.kind == "mimi" else None
+        return self.tokenizer.codec() if self.cfg.data.codec.kind == "mimi" else None
 
     def _token_cache(self, kind: str, n_shards: int, n_readers: int) -> TokenCache | None:
         if kind != "speech" or not self.cfg.data.cache_dir:
@@ -123,7 +121,7 @@ class ReaderStream:
         if not isinstance(text, str) or not text.strip():
             raise SkipSample("missing_text", record.key)
         cursor.mark_used()
-        return identity, text_document(record.key, text, self.tokenizer)
+        return identity, text_document(record.key, text, self.tokenizer.text)
 
     def _document(self, index: int) -> tuple[str, Document]:
         """The next document of a source and its identity (seeds its RNG); raises SkipSample for a bad record."""
@@ -138,7 +136,7 @@ class ReaderStream:
         if source.sequence_kind == "speech":
             return identity, speech_document(result, self.vocab)
         rng = random.Random(f"{self.cfg.data.seed}|doc|{identity}")
-        return identity, interleaved_document(result, self.tokenizer, self.vocab, self.cfg.data.interleave, rng)
+        return identity, interleaved_document(result, self.tokenizer.text, self.vocab, self.cfg.data.interleave, rng)
 
     def next_source(self) -> int:
         """The source furthest below its token share (ties: the first listed)."""

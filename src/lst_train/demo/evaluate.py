@@ -4,10 +4,9 @@ The families share the codec and vocabulary, so each audio file goes through Mim
 """
 
 from lst_train.data.skips import SkipCounter
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.evaluation.items import read_items
-from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
+from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
 from lst_train.export import load_for_eval
 from lst_train.evaluation.scoring import evaluate
 
@@ -17,14 +16,16 @@ def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 1
     skips = SkipCounter()
     items = read_items(items_path, skips)
     speech_cache: dict = {}
-    codec = None
+    tokenizer = None
     results = {}
     for family, run_dir in run_dirs.items():
         model, cfg = load_for_eval(run_dir)
-        codec = codec or LazyCodec(cfg.data.codec, model.vocab.n_codebooks)
-        builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer), codec, speech_cache)
+        tokenizer = tokenizer or SpeechTextTokenizer.from_config(cfg.data, model.vocab)  # one Mimi for all
+        builder = PromptBuilder(tokenizer, evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps),
+                                speech_cache)
         family_skips = SkipCounter(skips.as_dict())
-        results[family] = evaluate(model, builder, items, list(SETTINGS), family_skips, batch_size, progress=True)
+        results[family] = evaluate(model, builder, items, list(SETTINGS), family_skips, batch_size, progress=True,
+                                   pad_to_multiple=cfg.data.pad_to_multiple)
         results[family]["skipped"] = family_skips.as_dict()
         line = ", ".join(f"{s} {results[family][s]['accuracy_mean']:.3f}" for s in SETTINGS)
         out(f"{family}: accuracy (per-token mean) {line} on {results[family]['s2s']['items']} items")

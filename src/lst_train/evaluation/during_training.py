@@ -13,10 +13,9 @@ from torch import nn
 from lst_train.config import Config
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.skips import SkipCounter
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.evaluation.items import read_items
-from lst_train.evaluation.prompts import PromptBuilder
+from lst_train.evaluation.prompts import PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import evaluate
 from lst_train.loss import loss_sums, targets_of
 
@@ -27,8 +26,9 @@ class TrainingEvaluator:
         self.rank, self.world_size = rank, world_size
         self.skips = SkipCounter()
         self.sets = [(s, read_items(s.path, self.skips)) for s in cfg.evaluation.sets]
-        self.builder = PromptBuilder(cfg, model.vocab, TextTokenizer.from_file(cfg.data.tokenizer),
-                                     LazyCodec(cfg.data.codec, model.vocab.n_codebooks)) if self.sets else None
+        self.builder = PromptBuilder(SpeechTextTokenizer.from_config(cfg.data, model.vocab),
+                                     evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)) \
+            if self.sets else None
 
     def due(self, step: int) -> bool:
         interval = self.cfg.evaluation.interval
@@ -41,7 +41,7 @@ class TrainingEvaluator:
         metrics = {}
         for eval_set, items in self.sets:
             results = evaluate(self.model, self.builder, items, eval_set.settings, self.skips,
-                               self.cfg.evaluation.batch_size)
+                               self.cfg.evaluation.batch_size, pad_to_multiple=self.cfg.data.pad_to_multiple)
             for setting, result in results.items():
                 for key in ("accuracy_sum", "accuracy_mean"):
                     metrics[f"eval/{eval_set.name}/{setting}/{key}"] = result[key]

@@ -7,14 +7,12 @@ curriculum (or mixed) patcher are evaluated with static patches; aligned models 
 """
 
 import dataclasses
-from typing import Callable
 
-from lst_train.config import Config
-from lst_train.data.audio import decode_audio
+from lst_train.config import PatchingConfig
 from lst_train.data.documents import Span, speech_tokens
 from lst_train.data.packing import Piece, render_span
 from lst_train.data.patchers import KIND_SINGLE, Patcher
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.utterances import DecodedRecord, parse_words
 from lst_train.evaluation.items import Segment
 from lst_train.vocab import Vocab
@@ -23,24 +21,30 @@ from lst_train.vocab import Vocab
 SETTINGS = {"s2s": (True, True), "t2t": (False, False), "s2t": (True, False), "t2s": (False, True)}
 
 
+def evaluation_patcher(arch: str, patching: PatchingConfig, total_steps: int) -> Patcher | None:
+    """The patcher prompts of a model are cut with: none for the baseline, aligned for an aligned model, static for
+    every other (a curriculum ends static; mixed models are scored on the causal mode)."""
+    if arch != "lst":
+        return None
+    strategy = "aligned" if patching.strategy == "aligned" else "static"
+    return Patcher(dataclasses.replace(patching, strategy=strategy), total_steps)
+
+
 class PromptBuilder:
-    def __init__(self, cfg: Config, vocab: Vocab, tokenizer: TextTokenizer, get_codec: Callable,
+    def __init__(self, tokenizer: SpeechTextTokenizer, patcher: Patcher | None,
                  speech_cache: dict[str, Span] | None = None):
-        """`speech_cache`: audio path -> its encoded span; pass one dict to several builders of models that share
-        the codec and vocabulary (e.g. the families of a sweep) to run Mimi once per file."""
-        self.cfg, self.vocab, self.tokenizer, self.get_codec = cfg, vocab, tokenizer, get_codec
-        self.aligned = cfg.patching.strategy == "aligned"
-        patching = dataclasses.replace(cfg.patching, strategy="aligned" if self.aligned else "static")
-        self.patcher = Patcher(patching, cfg.training.steps) if cfg.model.arch == "lst" else None
+        """`patcher`: evaluation_patcher's choice (None: the baseline). `speech_cache`: audio path -> its encoded
+        span; pass one dict to several builders of models that share the codec and vocabulary (e.g. the families
+        of a sweep) to run Mimi once per file."""
+        self.tokenizer, self.vocab, self.patcher = tokenizer, tokenizer.vocab, patcher
+        self.aligned = patcher is not None and patcher.cfg.strategy == "aligned"
         self._speech: dict[str, Span] = {} if speech_cache is None else speech_cache
 
     def speech_span(self, segment: Segment) -> Span:
         """The segment's audio through the codec (cached per file); word timings when the item has them."""
         if segment.audio not in self._speech:
-            codec = self.get_codec()
-            with open(segment.audio, "rb") as f:
-                audio = decode_audio(f.read(), segment.audio, codec.sample_rate, self.cfg.data.codec.max_seconds,
-                                     self.cfg.data.codec.silence_threshold)
+            codec = self.tokenizer.codec()
+            audio = self.tokenizer.read_audio(segment.audio)
             words, times = parse_words({"text": segment.text, "words": segment.words}, len(audio) / codec.sample_rate,
                                        segment.audio) if segment.words else ([], [])
             utterance = DecodedRecord(segment.audio, words, times).utterance(codec.encode(audio), codec.frame_rate)
@@ -51,7 +55,7 @@ class PromptBuilder:
     def span(self, segment: Segment, speech: bool, continues: bool = False) -> Span:
         if speech:
             return self.speech_span(segment)
-        return Span(False, self.tokenizer.encode((" " if continues else "") + segment.text.strip()))
+        return Span(False, self.tokenizer.text.encode((" " if continues else "") + segment.text.strip()))
 
     def build(self, context: Segment, ending: Segment, setting: str) -> tuple[Piece, int]:
         """The row and the index of the ending's first token."""

@@ -33,7 +33,7 @@ def ending_scores(model: nn.Module, rows: list[tuple[Piece, int]], vocab: Vocab,
 
 
 def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], settings: list[str],
-             skips: SkipCounter, batch_size: int = 16, progress: bool = False) -> dict:
+             skips: SkipCounter, batch_size: int = 16, progress: bool = False, pad_to_multiple: int = 1) -> dict:
     """Accuracy with the summed and with the per-token mean log-likelihood, per setting, with item counts.
     `progress`: a bar per setting over the items (prompt building is where Mimi encodes the audio)."""
     results = {}
@@ -48,7 +48,7 @@ def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], se
             for ending in item.endings:
                 rows.append(builder.build(item.context, ending, setting))
             owners.append(item)
-        scores = iter(ending_scores(model, rows, builder.vocab, batch_size, builder.cfg.data.pad_to_multiple))
+        scores = iter(ending_scores(model, rows, builder.vocab, batch_size, pad_to_multiple))
         correct_sum = correct_mean = 0
         for item in owners:
             item_scores = [next(scores) for _ in item.endings]

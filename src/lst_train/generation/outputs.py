@@ -7,29 +7,24 @@ import os
 import numpy as np
 import soundfile
 
-from lst_train.data.audio import decode_audio
 from lst_train.data.skips import SkipSample
-from lst_train.data.speech_codec import LazyCodec
-from lst_train.data.text_tokenizer import TextTokenizer
+from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.generation.generator import Generation
 from lst_train.vocab import Vocab
 
 
-def prompt_tokens(vocab: Vocab, tokenizer: TextTokenizer, get_codec: LazyCodec, prompt_text: str | None = None,
-                  prompt_audio: str | None = None, modality: str | None = None) -> list[int]:
+def prompt_tokens(tokenizer: SpeechTextTokenizer, prompt_text: str | None = None, prompt_audio: str | None = None,
+                  modality: str | None = None) -> list[int]:
     """<bos>, the span marker, the text or audio prompt; then the other marker when `modality` switches."""
+    vocab = tokenizer.vocab
     if prompt_text is not None:
-        prompt = [vocab.bos, vocab.text_marker] + tokenizer.encode(prompt_text)
+        prompt = [vocab.bos, vocab.text_marker] + tokenizer.text.encode(prompt_text)
     else:
-        codec, codec_cfg = get_codec(), get_codec.cfg
-        with open(prompt_audio, "rb") as f:
-            data = f.read()
         try:
-            audio = decode_audio(data, prompt_audio, codec.sample_rate, codec_cfg.max_seconds,
-                                 codec_cfg.silence_threshold)
+            audio = tokenizer.read_audio(prompt_audio)
         except SkipSample as err:
             raise SystemExit(f"lst-train generate: {prompt_audio}: {err.reason} {err.detail}".rstrip())
-        prompt = [vocab.bos, vocab.speech_marker] + vocab.speech_ids(codec.encode(audio))
+        prompt = [vocab.bos, vocab.speech_marker] + vocab.speech_ids(tokenizer.codec().encode(audio))
     prompt_speech = prompt_text is None
     if modality is not None and (modality == "speech") != prompt_speech:
         prompt.append(vocab.speech_marker if modality == "speech" else vocab.text_marker)
@@ -49,19 +44,19 @@ def spans(tokens: list[int], vocab: Vocab) -> list[tuple[bool, list[int]]]:
     return runs
 
 
-def write_outputs(result: Generation, vocab: Vocab, tokenizer: TextTokenizer, get_codec: LazyCodec,
-                  out_dir: str) -> dict:
+def write_outputs(result: Generation, tokenizer: SpeechTextTokenizer, out_dir: str) -> dict:
     """generation.json (+ speech.wav when speech was generated and the codec is Mimi); returns the summary."""
     os.makedirs(out_dir, exist_ok=True)
+    vocab = tokenizer.vocab
     runs = spans(result.tokens, vocab)
-    text = "".join(tokenizer.decode(ids) for speech, ids in runs if not speech)
+    text = "".join(tokenizer.text.decode(ids) for speech, ids in runs if not speech)
     speech_ids = [token for speech, ids in runs if speech for token in ids]
     codes = vocab.speech_codes(speech_ids)
     summary = {"text": text, "speech_frames": len(codes), "generated_tokens": len(result.tokens),
                "global_steps": result.global_steps, "baseline_global_steps": len(result.tokens),
                "prompt_tokens": result.prompt, "tokens": result.tokens, "speech_codes": codes.tolist()}
-    if len(codes) and get_codec.cfg.kind == "mimi":
-        codec = get_codec()
+    if len(codes) and tokenizer.codec_cfg.kind == "mimi":
+        codec = tokenizer.codec()
         audio = codec.decode(codes)
         peak = float(np.abs(audio).max())
         if peak > 1.0:  # random-weight Mimi decodes far above full scale
