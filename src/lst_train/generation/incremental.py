@@ -11,6 +11,8 @@ caches equal a full forward pass over the final partition (lst_train.data.packin
 import torch
 from torch import Tensor
 
+from lst_train.config import PatchingConfig
+from lst_train.data.patchers import KIND_STATIC, Patcher
 from lst_train.model.baseline import InterleavedBaseline
 from lst_train.model.layers import KVCache, RotaryEmbedding
 from lst_train.model.lst import LatentSpeechTextTransformer
@@ -25,7 +27,8 @@ class IncrementalLST:
 
     def __init__(self, model: LatentSpeechTextTransformer, patch_frames: int):
         self.model, self.cfg, self.vocab = model, model.cfg, model.vocab
-        self.patch_tokens = patch_frames * self.vocab.n_codebooks
+        # The loader's static patcher decides when a patch is complete (one rule for training and generation).
+        self.patcher = Patcher(PatchingConfig(strategy="static", size=patch_frames), total_steps=1)
         self.device = next(model.parameters()).device
         self.encoder_caches = [KVCache() for _ in model.encoder.layers]
         self.global_caches = [KVCache() for _ in model.global_transformer.layers]
@@ -48,7 +51,7 @@ class IncrementalLST:
         position = self.length
         self.encoder_states.append(self._encode(token, position))
         self.open_patch.append(position)
-        if not speech or len(self.open_patch) == self.patch_tokens:
+        if not speech or not self.patcher.closed_early(KIND_STATIC, len(self.open_patch), self.vocab.n_codebooks):
             self._close_patch()
         return self._decode(position)
 
