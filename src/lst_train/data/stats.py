@@ -34,7 +34,7 @@ class LoaderStats:
         for name in ROW_SUMS:
             self.sums[name] += float(batch.row_stats[name].sum())
         per_source = batch.row_stats["source_tokens"].sum(dim=0).tolist()
-        self.source_tokens = [a + b for a, b in zip(per_source, self.source_tokens + [0] * len(per_source))]
+        self.source_tokens = [total + n for total, n in zip(self.source_tokens or [0] * len(per_source), per_source)]
         loader = batch.loader
         self.skipped_by_reader[loader["reader"]] = loader["skipped"]
 
