@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from lst_train.config import load_config
-from lst_train.data.dataset import build_dataloader, resolve_shards
 from lst_train.corpora.demo_corpus import build_demo_corpus
+from lst_train.data.dataset import build_dataloader, resolve_shards
+from lst_train.data.loader_spec import LoaderSpec
+from lst_train.data.stream import ReaderStream
 from lst_train.loss import next_token_loss_sums
 from lst_train.model import build_model
 
@@ -28,7 +30,7 @@ def _overrides(data: Path, workers: int, extra: list[str]) -> list[str]:
 
 def loader_rate(recipe: str, overrides: list[str], n_batches: int) -> tuple[float, list[dict]]:
     """Real (non-pad) tokens per second over batches 2..n+1."""
-    loader = iter(build_dataloader(load_config(recipe, overrides)))
+    loader = iter(build_dataloader(LoaderSpec.from_recipe(load_config(recipe, overrides))))
     batches = [next(loader)]
     start = time.perf_counter()
     batches += [next(loader) for _ in range(n_batches)]
@@ -38,11 +40,9 @@ def loader_rate(recipe: str, overrides: list[str], n_batches: int) -> tuple[floa
 
 def fill_token_cache(recipe: str, overrides: list[str]) -> None:
     """Read one whole epoch of the speech source, so that its shards are cached."""
-    from lst_train.data.stream import ReaderStream
-
-    cfg = load_config(recipe, overrides)
-    stream = ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
-    while stream.cursors[0].epoch == 0:
+    spec = LoaderSpec.from_recipe(load_config(recipe, overrides))
+    stream = ReaderStream(spec, resolve_shards(spec), 0, 1, 0, 1)
+    while stream.sources[0].epoch == 0:
         stream.next_piece()
 
 

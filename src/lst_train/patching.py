@@ -1,7 +1,7 @@
 """Patch partitions of token rows: which contiguous runs of tokens the LST's global transformer sees as one unit.
 
 Text tokens and specials are always 1-token patches; runs of speech tokens are cut by a patcher
-(lst_train.data.patchers; lst_train.data.packing.row_partition for a token row). A row begins with <bos>, so its
+(lst_train.data.patchers; lst_train.data.pieces.row_partition for a token row). A row begins with <bos>, so its
 first patch is a 1-token patch and no patch sees a token it must predict.
 """
 

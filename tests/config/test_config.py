@@ -5,6 +5,7 @@ import torch
 
 from lst_train.config import ConfigError, load_config
 from lst_train.data.dataset import resolve_shards
+from lst_train.data.loader_spec import LoaderSpec
 from lst_train.flops import param_counts
 from lst_train.model import build_model
 
@@ -105,4 +106,4 @@ def test_1b_recipes_hold_the_published_run_and_placeholder_paths_stop_at_start_u
     assert (t.beta1, t.beta2, t.weight_decay, t.grad_clip, t.mixed_precision) == (0.9, 0.95, 0.1, 1.0, "bf16")
     assert [s.weight for s in d.sources] == [1.0, 2.0] and d.pad_to_multiple == 512
     with pytest.raises(ConfigError, match=r"^data\.sources\[0\]\.path: no file matches"):
-        resolve_shards(cfg)
+        resolve_shards(LoaderSpec.from_recipe(cfg))

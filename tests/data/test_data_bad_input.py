@@ -11,11 +11,10 @@ import soundfile
 
 from lst_train.config import load_config
 from lst_train.config.data import SourceConfig
-from lst_train.data.dataset import resolve_shards
-from lst_train.data.stream import ReaderStream
 
 from helpers import RECIPES
-from helpers.data import audio_sample, transcript, wav_bytes, write_jsonl, write_tar, write_tokenizer
+from helpers.data import (audio_sample, reader_stream, transcript, wav_bytes, write_jsonl, write_tar,
+                          write_tokenizer)
 
 
 def _wav(audio: np.ndarray, rate: int = 16000, subtype: str = "FLOAT") -> bytes:
@@ -89,12 +88,12 @@ def _stream(root, max_seconds=8.0):
                                                    f"data.codec.max_seconds={max_seconds}", "data.seq_units=32"])
     cfg.data.sources = [SourceConfig(kind="speech", path=str(root / "speech-*.tar")),
                         SourceConfig(kind="text", path=str(root / "text-*.jsonl*"))]
-    return cfg, ReaderStream(cfg, resolve_shards(cfg), reader=0, n_readers=1, worker=0, n_workers=1)
+    return cfg, reader_stream(cfg)
 
 
 def _one_epoch(stream):
     pieces = []
-    while min(c.epoch for c in stream.cursors) == 0:
+    while min(s.epoch for s in stream.sources) == 0:
         pieces.append(stream.next_piece())
     return pieces
 
@@ -114,8 +113,8 @@ def test_every_bad_input_is_skipped_and_counted(bad_corpus):
     assert skipped["truncated_shard"] >= 2  # the cut tar and the cut zstd stream
     assert skipped["missing_text"] >= 2 and skipped["invalid_json"] >= 2 and skipped["invalid_utf8"] >= 2
     good_speech = 3 + 1 + 1 + 1  # a-good, b-stereo, c-odd-rate, r-units; speech-1 a-good; speech-2 a-good
-    assert stream.documents[0] >= good_speech
-    assert len(pieces) == sum(stream.documents)
+    assert stream.mixture.documents[0] >= good_speech
+    assert len(pieces) == sum(stream.mixture.documents)
 
 
 def test_resampled_and_downmixed_audio_keeps_its_duration(bad_corpus):
@@ -125,11 +124,11 @@ def test_resampled_and_downmixed_audio_keeps_its_duration(bad_corpus):
     from lst_train.data.shards import RawRecord
     from lst_train.data.utterances import decode_record
 
-    decoded = decode_record(RawRecord("x", "b", files), cfg.data.codec, stream.codec, stream.vocab)
+    decoded = decode_record(RawRecord("x", "b", files), cfg.data.codec, stream.sources[0].codec, stream.tokenizer.vocab)
     assert decoded.audio.ndim == 1, "downmixed to mono"
     seconds = soundfile.info(io.BytesIO(files["wav"])).duration
     assert abs(len(decoded.audio) / 24000 - seconds) < 1e-3, "resampled to 24 kHz, same duration"
-    utterance = decoded.utterance(stream.codec().encode(decoded.audio), 12.5)
+    utterance = decoded.utterance(stream.tokenizer.codec().encode(decoded.audio), 12.5)
     assert abs(utterance.seconds - seconds) <= 1 / 12.5 + 1e-6
 
 
@@ -142,7 +141,7 @@ def test_a_shard_that_vanishes_mid_run_is_counted(bad_corpus, tmp_path):
     os.unlink(tmp_path / "speech-2.tar")
     _one_epoch(stream)
     assert stream.skips.as_dict()["missing_shard"] >= 1
-    assert stream.documents[0] >= 4  # speech-0's good samples still arrive
+    assert stream.mixture.documents[0] >= 4  # speech-0's good samples still arrive
 
 
 def test_a_source_with_nothing_readable_stops_with_a_reason_instead_of_hanging(tmp_path):

@@ -10,11 +10,10 @@ import torch
 
 from lst_train.config import load_config
 from lst_train.config.data import SourceConfig
-from lst_train.data.dataset import build_dataloader
 from lst_train.data.stats import LoaderStats
 
 from helpers import RECIPES
-from helpers.data import WORDS, write_jsonl, write_tokenizer
+from helpers.data import recipe_loader, WORDS, write_jsonl, write_tokenizer
 
 
 def _lines(rng, n, words):
@@ -43,7 +42,7 @@ def _config(root, tokenizer, weights, *extra):
 def test_realised_token_shares_follow_the_weights(two_lengths, weights):
     cfg = _config(*two_lengths, weights)
     stats = LoaderStats()
-    for batch in itertools.islice(build_dataloader(cfg), 300):
+    for batch in itertools.islice(recipe_loader(cfg), 300):
         stats.update(batch)
     shares = stats.summary()["source_token_shares"]
     wanted = [w / sum(weights) for w in weights]
@@ -54,14 +53,14 @@ def test_realised_token_shares_follow_the_weights(two_lengths, weights):
 
 def test_the_mixer_resumes_exactly_and_refuses_an_old_state(two_lengths):
     cfg = _config(*two_lengths, (3.0, 7.0))
-    loader = build_dataloader(cfg)
+    loader = recipe_loader(cfg)
     batches = iter(loader)
     for _ in range(7):
         next(batches)
     buffer = io.BytesIO()
     torch.save(loader.state_dict(), buffer)
     expected = [next(batches) for _ in range(5)]
-    restored = build_dataloader(cfg)
+    restored = recipe_loader(cfg)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=False)
     restored.load_state_dict(state)
@@ -69,15 +68,20 @@ def test_the_mixer_resumes_exactly_and_refuses_an_old_state(two_lengths):
     for a, b in zip(expected, again):
         assert torch.equal(a.tokens, b.tokens)
         assert torch.equal(a.row_stats["source_tokens"], b.row_stats["source_tokens"])
-    stale = build_dataloader(cfg)
-    stale.load_state_dict({**state, "dataset_state": _without_source_tokens(state["dataset_state"])})
-    with pytest.raises(ValueError, match="token shares"):
-        next(iter(stale))
+    for old in (_format_1(state["dataset_state"]), _format_1(state["dataset_state"], token_shares=False)):
+        stale = recipe_loader(cfg)
+        stale.load_state_dict({**state, "dataset_state": old})
+        with pytest.raises(ValueError, match="format 1.*start the run again"):
+            next(iter(stale))
 
 
-def _without_source_tokens(state):
-    """The loader state as versions before token-share mixing wrote it (mix_draws instead of source_tokens)."""
-    state = dict(state)
-    state.pop("source_tokens")
-    state["mix_draws"] = 0
-    return state
+def _format_1(state, token_shares=True):
+    """The loader state as lst_train wrote it before the stream became stages: one flat dict; before token-share
+    mixing (`token_shares` False) it held mix_draws instead of source_tokens."""
+    sources = state["sources"]
+    old = {"reader": state["reader"], "batches": state["collator"]["batches"], "skipped": state["skipped"],
+           "documents": state["mixture"]["documents"], "cursors": [s["cursor"] for s in sources],
+           "packer": state["packer"], "prepared": [s["prepared"] for s in sources]}
+    if token_shares:
+        return {**old, "source_tokens": state["mixture"]["source_tokens"]}
+    return {**old, "mix_draws": 0}

@@ -1,7 +1,6 @@
 """Real recorded speech (tests/assets/librivox) through the real Mimi model (random weights) into LST batches."""
 
 import json
-from pathlib import Path
 
 import pytest
 import soundfile
@@ -9,14 +8,12 @@ import torch
 
 from lst_train.config import load_config
 from lst_train.config.data import SourceConfig
-from lst_train.data.dataset import build_dataloader, resolve_shards
 from lst_train.data.patchers import KIND_WORD
-from lst_train.data.stream import ReaderStream
 from lst_train.loss import next_token_loss_sums
 from lst_train.model import build_model
 
 from helpers import ASSETS, RECIPES
-from helpers.data import write_tar, write_tokenizer
+from helpers.data import reader_stream, recipe_loader, write_tar, write_tokenizer
 
 
 
@@ -43,12 +40,12 @@ def test_real_speech_gives_aligned_patches_per_word(real_corpus):
     root, samples = real_corpus
     assert len(samples) == 2
     cfg = _config(root, "patching.strategy=aligned", "patching.max_len=64")
-    stream = ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
+    stream = reader_stream(cfg)
     for key, files in samples:
         piece = stream.next_piece()
         audio_ext = next(ext for ext in files if ext != "json")
         seconds = soundfile.info(ASSETS / f"{key}.{audio_ext}").duration
-        speech = [t for t in piece.tokens if stream.vocab.is_speech(torch.tensor(t))]
+        speech = [t for t in piece.tokens if stream.tokenizer.vocab.is_speech(torch.tensor(t))]
         assert abs(len(speech) - seconds * 12.5) <= 1, "Mimi: 12.5 frames per second, one codebook"
         assert len(set(speech)) > len(speech) // 4, "random-weight Mimi still gives audio-dependent codes"
         words = json.loads(files["json"])["words"]
@@ -60,7 +57,7 @@ def test_real_speech_gives_aligned_patches_per_word(real_corpus):
 def test_real_speech_batches_train_the_debug_lst(real_corpus):
     root, _ = real_corpus
     cfg = _config(root, "patching.strategy=mixed")
-    batch = next(iter(build_dataloader(cfg)))
+    batch = next(iter(recipe_loader(cfg)))
     model = build_model(cfg.model)
     sums = next_token_loss_sums(model(batch.tokens, batch.patch_lengths), batch.labels, model.vocab)
     assert sums.n_speech > 50 and torch.isfinite(sums.mean())
@@ -70,9 +67,9 @@ def test_real_speech_batches_train_the_debug_lst(real_corpus):
 
 def test_batched_encoding_matches_one_by_one(real_corpus):
     root, samples = real_corpus
-    single = ReaderStream(_config(root), resolve_shards(_config(root)), 0, 1, 0, 1)
+    single = reader_stream(_config(root))
     batched_cfg = _config(root, "data.codec.batch_size=3")
-    batched = ReaderStream(batched_cfg, resolve_shards(batched_cfg), 0, 1, 0, 1)
+    batched = reader_stream(batched_cfg)
     one = [single.next_piece().tokens for _ in range(4)]
     many = [batched.next_piece().tokens for _ in range(4)]
     assert [len(t) for t in one] == [len(t) for t in many], "same frames per utterance"
@@ -84,11 +81,11 @@ def test_prepared_utterances_travel_with_the_loader_state(real_corpus):
     root, _ = real_corpus
     cfg = _config(root, "data.codec.batch_size=3", "data.seq_units=8", "data.batch_size=1")
     cfg.data.sources[0].sequence = "interleaved"  # documents differ per epoch, so a lost queue would show
-    stream = ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
+    stream = reader_stream(cfg)
     stream.next_batch()
     state = stream.state_dict()
-    assert any(state["prepared"]), "a batch of 3 utterances was encoded and not all used yet"
+    assert any(source["prepared"] for source in state["sources"]), "a batch of 3 utterances was encoded and not all used yet"
     expected = [stream.next_batch().tokens for _ in range(10)]
-    resumed = ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
+    resumed = reader_stream(cfg)
     resumed.load_state_dict(state)
     assert all(torch.equal(a, resumed.next_batch().tokens) for a in expected)

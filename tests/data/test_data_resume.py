@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from lst_train.config import load_config
-from lst_train.data.dataset import build_dataloader
 
 from helpers import RECIPES
-from helpers.data import units_corpus
+from helpers.data import recipe_loader, units_corpus
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def _same(a, b):
 @pytest.mark.parametrize("rank", [0, 1])
 def test_restored_loader_continues_exactly(corpus, workers, rank):
     cfg = _with_sources(_config(corpus, workers)[0], corpus)
-    loader = build_dataloader(cfg, rank=rank, world_size=2)
+    loader = recipe_loader(cfg, rank=rank, world_size=2)
     stream = iter(loader)
     _take(stream, 5)
     state = loader.state_dict()
@@ -56,7 +55,7 @@ def test_restored_loader_continues_exactly(corpus, workers, rank):
     torch.save(state, buffer)  # the state must survive a checkpoint file
     expected = _take(stream, 7)
 
-    resumed = build_dataloader(cfg, rank=rank, world_size=2)
+    resumed = recipe_loader(cfg, rank=rank, world_size=2)
     resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
     got = _take(iter(resumed), 7)
     assert _same(expected, got)
@@ -66,7 +65,7 @@ def test_restored_loader_continues_exactly(corpus, workers, rank):
 
 def test_ranks_read_different_data(corpus):
     cfg = _with_sources(_config(corpus, 0)[0], corpus)
-    first = [_take(iter(build_dataloader(cfg, rank=r, world_size=2)), 3) for r in (0, 1)]
+    first = [_take(iter(recipe_loader(cfg, rank=r, world_size=2)), 3) for r in (0, 1)]
     assert not _same(first[0], first[1])
-    again = _take(iter(build_dataloader(cfg, rank=0, world_size=2)), 3)
+    again = _take(iter(recipe_loader(cfg, rank=0, world_size=2)), 3)
     assert _same(first[0], again), "the same rank and seed must give the same batches"

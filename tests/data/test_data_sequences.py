@@ -7,9 +7,11 @@ import pytest
 
 from lst_train.config import PatchingConfig
 from lst_train.config.data import InterleaveConfig
+from lst_train.data.collation import collate_rows
 from lst_train.data.documents import interleaved_document, speech_document
-from lst_train.data.packing import RowPacker, collate_rows, render
-from lst_train.data.patchers import KIND_SILENCE, KIND_STATIC, KIND_WORD, Patcher, aligned_patch_frames
+from lst_train.data.packing import RowPacker
+from lst_train.data.patchers import KIND_SILENCE, KIND_WORD, Patcher, aligned_patch_frames
+from lst_train.data.pieces import render
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.utterances import Utterance
 from lst_train.loss import IGNORE_INDEX

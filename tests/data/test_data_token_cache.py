@@ -2,20 +2,17 @@
 
 import glob
 import json
-from pathlib import Path
 
 from lst_train.config import load_config
 from lst_train.config.data import SourceConfig
-from lst_train.data.dataset import resolve_shards
-from lst_train.data.stream import ReaderStream
 
 from helpers import ASSETS, RECIPES
-from helpers.data import write_tar, write_tokenizer
+from helpers.data import reader_stream, write_tar, write_tokenizer
 
 
 
 class _NoCodec:
-    """Stands in for Mimi once everything should come from the cache: any encode is a test failure."""
+    """Stands in for the built Mimi once everything should come from the cache: any use is a test failure."""
 
     def __getattr__(self, name):
         raise AssertionError(f"the codec was used ({name}) although the shard is cached")
@@ -26,7 +23,7 @@ def _stream(root, cache_dir):
     cfg = load_config(RECIPES / "debug_cpu.yaml", [f"data.tokenizer={root / 'tok.tiktoken'}", "data.seq_units=32",
                                                    "patching.strategy=mixed", *cache])
     cfg.data.sources = [SourceConfig(kind="speech", path=str(root / "*.tar"))]
-    return ReaderStream(cfg, resolve_shards(cfg), 0, 1, 0, 1)
+    return reader_stream(cfg)
 
 
 def _pieces(stream, n):
@@ -45,9 +42,9 @@ def test_cached_epochs_skip_the_codec_and_replay_the_documents(tmp_path):
 
     cached = _stream(tmp_path, tmp_path / "cache")
     first_epoch = _pieces(cached, 2)
-    cached._mimi = _NoCodec  # any later codec use builds this, and its first attribute access fails
+    cached.tokenizer.codec._codec = _NoCodec()  # any later codec use fails
     second_epoch = _pieces(cached, 2)
-    assert cached.cursors[0].epoch == 1
+    assert cached.sources[0].epoch == 1
     assert len(glob.glob(str(tmp_path / "cache" / "*" / "*.pt"))) == 1
     assert [p.tokens for p in first_epoch + second_epoch] == [p.tokens for p in expected]
     assert cached.skips.as_dict() == uncached.skips.as_dict() == {"unreadable_audio": 2}

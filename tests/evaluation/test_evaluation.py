@@ -10,7 +10,7 @@ import torch
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.text_tokenizer import TextTokenizer
-from lst_train.data.packing import row_partition
+from lst_train.data.pieces import row_partition
 from lst_train.evaluation.items import Segment, read_items
 from lst_train.evaluation.prompts import PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import ending_scores, evaluate

@@ -5,13 +5,12 @@ import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import soundfile
 import torch
 
-from helpers import ASSETS, debug_config, full_forward, random_document, random_stream, static_partition, write_export
+from helpers import ASSETS, debug_config, full_forward, random_document, random_stream, write_export
 from helpers.data import write_tokenizer
 from lst_train.generation.generator import SamplingConfig, generate
 from lst_train.generation.incremental import incremental_decoder

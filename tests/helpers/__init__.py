@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 from lst_train.config import Config, PatchingConfig, load_config
-from lst_train.data.packing import row_partition
+from lst_train.data.pieces import row_partition
 from lst_train.data.patchers import Patcher
 from lst_train.patching import pad_closed_early, pad_patch_lengths
 from lst_train.vocab import Vocab

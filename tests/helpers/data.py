@@ -1,4 +1,5 @@
-"""Small real shards written by the tests: WebDataset tars (audio or units), jsonl(.zst) text, a BPE file."""
+"""Small real shards written by the tests (WebDataset tars of audio or units, jsonl(.zst) text, a BPE file) and
+the loader built from a test's recipe."""
 
 import io
 import json
@@ -10,6 +11,10 @@ import numpy as np
 import soundfile
 import zstandard
 
+from lst_train.config import Config
+from lst_train.data.dataset import build_dataloader, resolve_shards
+from lst_train.data.loader_spec import LoaderSpec
+from lst_train.data.stream import ReaderStream
 from lst_train.data.text_tokenizer import train_bpe, write_ranks
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven silver swans sing softly near "
@@ -94,3 +99,14 @@ def units_corpus(root: Path, n_speech_shards: int = 3, samples_per_shard: int = 
         write_jsonl(root / "text" / f"shard-{s:03d}.jsonl.zst", text_lines(rng, 20))
     return {"speech": str(root / "speech" / "*.tar"), "text": str(root / "text" / "*.jsonl.zst"),
             "tokenizer": str(write_tokenizer(root / "tokenizer.tiktoken"))}
+
+
+def reader_stream(cfg: Config, reader: int = 0, n_readers: int = 1) -> ReaderStream:
+    """The stream of one reader (no loader worker) of a recipe's training data."""
+    spec = LoaderSpec.from_recipe(cfg)
+    return ReaderStream(spec, resolve_shards(spec), reader, n_readers, 0, 1)
+
+
+def recipe_loader(cfg: Config, rank: int = 0, world_size: int = 1):
+    """The training loader a recipe gives one rank."""
+    return build_dataloader(LoaderSpec.from_recipe(cfg), rank, world_size)

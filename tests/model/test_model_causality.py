@@ -2,7 +2,7 @@
 
 The LST's causality is a property of the model and the patcher together: the partition is computed from the
 tokens, so a test that perturbs the future must recompute it from the perturbed tokens, with the loader's patcher
-code (conftest.static_partition -> lst_train.data.packing.row_partition); a fixed partition hides the span-end leak.
+code (helpers.static_partition -> lst_train.data.pieces.row_partition); a fixed partition hides the span-end leak.
 """
 
 import random

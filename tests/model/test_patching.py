@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lst_train.config import PatchingConfig
-from lst_train.data.packing import row_partition
+from lst_train.data.pieces import row_partition
 from lst_train.data.patchers import Patcher
 from lst_train.patching import check_patch_lengths, pad_patch_lengths, static_patch_lengths
 from lst_train.vocab import Vocab

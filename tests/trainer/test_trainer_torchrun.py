@@ -1,7 +1,6 @@
 """The trainer under real torchrun launches with gloo: exact resume, crash and preemption recovery, world-size
 invariance, multi-node rendezvous, export, and a corrupt newest checkpoint."""
 
-import dataclasses
 import itertools
 import json
 import os
@@ -18,6 +17,7 @@ import torch
 from helpers import RECIPES, REPO
 from helpers.data import WORDS, units_corpus
 from lst_train.data.dataset import build_dataloader
+from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.evaluation.items import read_items
@@ -288,7 +288,7 @@ def test_evaluation_during_training(corpus, tmp_path):
         offline = evaluate(model, builder, read_items(str(items)), ["t2t"], SkipCounter())["t2t"]
         for key in ("accuracy_sum", "accuracy_mean"):
             assert records[step][f"eval/toy/t2t/{key}"] == offline[key]
-        validation = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, sources=cfg.evaluation.validation))
+        validation = LoaderSpec.from_recipe(cfg).reading(cfg.evaluation.validation)
         sums = []
         for rank in (0, 1):  # the two ranks' validation shares
             for batch in itertools.islice(build_dataloader(validation, rank, 2), cfg.evaluation.validation_batches):

@@ -11,6 +11,7 @@ from lst_train.corpora import espeak
 from lst_train.corpora.demo_corpus import BuildError, build_demo_corpus
 from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.data.inspect_loader import inspect_loader
+from lst_train.data.loader_spec import LoaderSpec
 
 
 def _run_build_demo(args: argparse.Namespace) -> None:
@@ -54,7 +55,7 @@ def add_data_build_demo_eval_parser(data_commands) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> None:
-    s = inspect_loader(load_config(args.config, args.overrides), args.batches)
+    s = inspect_loader(LoaderSpec.from_recipe(load_config(args.config, args.overrides)), args.batches)
     print(f"{s['batches']} batches in {s['seconds']} s: {s['tokens_per_s']:,} tokens/s, "
           f"{s['speech_seconds_per_s']} speech seconds/s")
     print(f"modality mix: speech {s['speech_token_fraction']}, text {s['text_token_fraction']} of tokens")

@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lst_train.config import Config, ConfigError
+from lst_train.config import ConfigError
+from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.shards import list_shards
 from lst_train.data.stream import ReaderStream
 from lst_train.data.text_tokenizer import TRAIN_COMMAND, TextTokenizer
@@ -22,36 +23,38 @@ from lst_train.data.text_tokenizer import TRAIN_COMMAND, TextTokenizer
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 
-def resolve_shards(cfg: Config) -> list[list[str]]:
-    """Shard lists per source; a source whose glob matches nothing is a start-up error naming the key."""
-    if not cfg.data.sources:
+def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
+    """Shard lists per source; a source whose glob matches nothing (or a missing tokenizer or codec weights) is a
+    start-up error naming the key."""
+    data = spec.data
+    if not data.sources:
         raise ConfigError("data.sources: empty; list at least one {kind, path, weight}")
     shards = []
-    for i, source in enumerate(cfg.data.sources):
+    for i, source in enumerate(data.sources):
         paths = list_shards(source.path)
         if not paths:
             raise ConfigError(f"data.sources[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
         shards.append(paths)
-    weights = cfg.data.codec.weights
-    if weights and cfg.data.codec.kind == "mimi" and not os.path.isdir(weights):
+    weights = data.codec.weights
+    if weights and data.codec.kind == "mimi" and not os.path.isdir(weights):
         raise ConfigError(f"data.codec.weights: no directory {weights!r}; point it at local Mimi weights "
                           "(transformers format), or leave it empty for random weights (tests only)")
-    if not os.path.isfile(cfg.data.tokenizer):
-        raise ConfigError(f"data.tokenizer: no file {cfg.data.tokenizer!r}; make one with {TRAIN_COMMAND}")
-    n_text = TextTokenizer.from_file(cfg.data.tokenizer).n_vocab
-    if n_text > cfg.model.vocab.text_size:
-        raise ConfigError(f"model.vocab.text_size: {cfg.model.vocab.text_size} is smaller than the "
-                          f"{n_text} ids of data.tokenizer {cfg.data.tokenizer!r}; set model.vocab.text_size={n_text}")
+    if not os.path.isfile(data.tokenizer):
+        raise ConfigError(f"data.tokenizer: no file {data.tokenizer!r}; make one with {TRAIN_COMMAND}")
+    n_text = TextTokenizer.from_file(data.tokenizer).n_vocab
+    if n_text > spec.model.vocab.text_size:
+        raise ConfigError(f"model.vocab.text_size: {spec.model.vocab.text_size} is smaller than the "
+                          f"{n_text} ids of data.tokenizer {data.tokenizer!r}; set model.vocab.text_size={n_text}")
     return shards
 
 
 class PackedSpeechTextDataset(IterableDataset):
     """Endless packed batches for one rank; sharded across this rank's loader workers."""
 
-    def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1):
-        self.cfg = cfg
+    def __init__(self, spec: LoaderSpec, rank: int = 0, world_size: int = 1):
+        self.spec = spec
         self.rank, self.world_size = rank, world_size
-        self.shards = resolve_shards(cfg)
+        self.shards = resolve_shards(spec)
         self.stream: ReaderStream | None = None
         self.restored: dict | None = None
 
@@ -59,7 +62,7 @@ class PackedSpeechTextDataset(IterableDataset):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         reader, n_readers = self.rank * n_workers + worker, self.world_size * n_workers
-        stream = ReaderStream(self.cfg, self.shards, reader, n_readers, worker, n_workers)
+        stream = ReaderStream(self.spec, self.shards, reader, n_readers, worker, n_workers)
         if self.restored is not None:
             stream.load_state_dict(self.restored)
         return stream
@@ -83,11 +86,12 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # several Mimi encoders per rank must not oversubscribe the cores
 
 
-def build_dataloader(cfg: Config, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> StatefulDataLoader:
-    """The loader of one rank: yields Batch objects (lst_train.data.batch, made by packing.collate_rows) forever; `pin_memory` for
-    non-blocking copies to a GPU."""
-    dataset = PackedSpeechTextDataset(cfg, rank, world_size)
-    workers = cfg.data.num_workers
+def build_dataloader(spec: LoaderSpec, rank: int = 0, world_size: int = 1,
+                     pin_memory: bool = False) -> StatefulDataLoader:
+    """The loader of one rank: yields Batch objects (lst_train.data.batch) forever; `pin_memory` for non-blocking
+    copies to a GPU."""
+    dataset = PackedSpeechTextDataset(spec, rank, world_size)
+    workers = spec.data.num_workers
     return StatefulDataLoader(dataset, batch_size=None, num_workers=workers,
                               worker_init_fn=_worker_init if workers else None,
                               prefetch_factor=2 if workers else None, persistent_workers=False, pin_memory=pin_memory)

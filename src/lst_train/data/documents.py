@@ -1,14 +1,16 @@
 """Utterances and text records -> documents: lists of text and speech spans, each opened by a <t> / <s> marker.
 
-Interleaved documents alternate a random span of words as text with the following ~half-as-long span as speech;
-the words map to speech frames through their timings. Span lengths and the first modality come from the
-document's own RNG (seeded by its identity and epoch), so every epoch resamples them and a resume replays them.
+Stage 2 of the stream (DocumentBuilder), stateless. Interleaved documents alternate a random span of words as
+text with the following ~half-as-long span as speech; the words map to speech frames through their timings. Span
+lengths and the first modality come from the document's own RNG (seeded by its identity and epoch), so every epoch
+resamples them and a resume replays them.
 """
 
 import random
 from dataclasses import dataclass, field
 
 from lst_train.config.data import InterleaveConfig
+from lst_train.data.source_reader import TextItem
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.utterances import Utterance
 from lst_train.vocab import Vocab
@@ -77,3 +79,19 @@ def speech_document(utterance: Utterance, vocab: Vocab) -> Document:
 
 def text_document(key: str, text: str, tokenizer: TextTokenizer) -> Document:
     return Document(key, [Span(False, tokenizer.encode(text))])
+
+
+class DocumentBuilder:
+    """A source's item -> its Document, by the source's sequence type: 'text', 'speech' or 'interleaved'."""
+
+    def __init__(self, tokenizer: TextTokenizer, vocab: Vocab, interleave: InterleaveConfig, seed: int):
+        self.tokenizer, self.vocab = tokenizer, vocab
+        self.interleave, self.seed = interleave, seed
+
+    def build(self, sequence_kind: str, identity: str, item: TextItem | Utterance) -> Document:
+        if sequence_kind == "text":
+            return text_document(item.key, item.text, self.tokenizer)
+        if sequence_kind == "speech":
+            return speech_document(item, self.vocab)
+        rng = random.Random(f"{self.seed}|doc|{identity}")
+        return interleaved_document(item, self.tokenizer, self.vocab, self.interleave, rng)

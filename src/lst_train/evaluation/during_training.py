@@ -4,14 +4,14 @@ Every rank runs the same forward passes (FSDP needs all ranks in each one): each
 its own share of the validation data. Results are identical on every rank; rank 0 logs them.
 """
 
-import dataclasses
 import itertools
 
 import torch
 from torch import nn
 
-from lst_train.config import Config
+from lst_train.config import EvaluationConfig
 from lst_train.data.dataset import build_dataloader
+from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.evaluation.items import read_items
@@ -21,18 +21,20 @@ from lst_train.loss import loss_sums, targets_of
 
 
 class TrainingEvaluator:
-    def __init__(self, cfg: Config, model: nn.Module, rank: int, world_size: int):
-        self.cfg, self.model = cfg, model
+    def __init__(self, evaluation: EvaluationConfig, loader: LoaderSpec, model: nn.Module, rank: int,
+                 world_size: int):
+        """`loader`: the training loader's spec; prompts and validation batches are built as it builds batches."""
+        self.evaluation, self.loader_spec, self.model = evaluation, loader, model
         self.rank, self.world_size = rank, world_size
         self.skips = SkipCounter()
-        self.sets = [(s, read_items(s.path, self.skips)) for s in cfg.evaluation.sets]
-        self.builder = PromptBuilder(SpeechTextTokenizer.from_config(cfg.data, model.vocab),
-                                     evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)) \
+        self.sets = [(s, read_items(s.path, self.skips)) for s in evaluation.sets]
+        self.builder = PromptBuilder(SpeechTextTokenizer.from_config(loader.data, model.vocab),
+                                     evaluation_patcher(loader.model.arch, loader.patching, loader.total_steps)) \
             if self.sets else None
 
     def due(self, step: int) -> bool:
-        interval = self.cfg.evaluation.interval
-        return interval > 0 and step % interval == 0 and bool(self.sets or self.cfg.evaluation.validation)
+        interval = self.evaluation.interval
+        return interval > 0 and step % interval == 0 and bool(self.sets or self.evaluation.validation)
 
     @torch.no_grad()
     def run(self) -> dict:
@@ -41,22 +43,21 @@ class TrainingEvaluator:
         metrics = {}
         for eval_set, items in self.sets:
             results = evaluate(self.model, self.builder, items, eval_set.settings, self.skips,
-                               self.cfg.evaluation.batch_size, pad_to_multiple=self.cfg.data.pad_to_multiple)
+                               self.evaluation.batch_size, pad_to_multiple=self.loader_spec.data.pad_to_multiple)
             for setting, result in results.items():
                 for key in ("accuracy_sum", "accuracy_mean"):
                     metrics[f"eval/{eval_set.name}/{setting}/{key}"] = result[key]
-        if self.cfg.evaluation.validation:
+        if self.evaluation.validation:
             metrics.update(self._validation_loss())
         self.model.train()
         return metrics
 
     def _validation_loss(self) -> dict:
         """The same batches every time: a fresh loader over the validation sources."""
-        data = dataclasses.replace(self.cfg.data, sources=self.cfg.evaluation.validation, num_workers=0)
-        loader = build_dataloader(dataclasses.replace(self.cfg, data=data), self.rank, self.world_size)
+        loader = build_dataloader(self.loader_spec.reading(self.evaluation.validation), self.rank, self.world_size)
         device = next(self.model.parameters()).device
         totals = torch.zeros(6, dtype=torch.float64, device=device)
-        for batch in itertools.islice(loader, self.cfg.evaluation.validation_batches):
+        for batch in itertools.islice(loader, self.evaluation.validation_batches):
             labels = batch.labels.to(device)
             per_token = self.model(batch.tokens.to(device), batch.patch_lengths.to(device),
                                    batch.closed_early.to(device), targets_of(labels))

@@ -10,7 +10,7 @@ import dataclasses
 
 from lst_train.config import PatchingConfig
 from lst_train.data.documents import Span, speech_tokens
-from lst_train.data.packing import Piece, render_span
+from lst_train.data.pieces import Piece, render_span
 from lst_train.data.patchers import KIND_SINGLE, Patcher
 from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.utterances import DecodedRecord, parse_words

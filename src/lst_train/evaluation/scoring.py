@@ -4,7 +4,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lst_train.data.packing import Piece, collate_rows
+from lst_train.data.collation import collate_rows
+from lst_train.data.pieces import Piece
 from lst_train.data.skips import SkipCounter
 from lst_train.evaluation.items import EvalItem
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder

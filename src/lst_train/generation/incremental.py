@@ -5,7 +5,7 @@ and takes one global step (cached too). Token t's decoder reads the latest patch
 tokens <= t, as in training: its own patch once that is complete (a text token or special, or a speech patch of
 p frames), else the patch before. A speech patch closed early by a text token or special was still open when its
 last token was decoded, and training reads the patch before it there too, so nothing is ever recomputed: the
-caches equal a full forward pass over the final partition (lst_train.data.packing.row_partition).
+caches equal a full forward pass over the final partition (lst_train.data.pieces.row_partition).
 """
 
 import torch

@@ -35,9 +35,9 @@ class LatentSpeechTextTransformer(nn.Module):
         """tokens [B, T] int64, patch_lengths [B, P] int64 (rows sum to T, right-padded with 0), closed_early [B, P]
         bool (patches whose end the next token decided: their last token reads the patch before; None = none)
         -> logits [B, T, V]; with `targets` [B, T] (next-token ids) -> per-token losses [B, T], computed in
-        chunks. The loader's batches carry both (lst_train.data.packing.row_partition for token rows)."""
+        chunks. The loader's batches carry both (lst_train.data.pieces.row_partition for token rows)."""
         if patch_lengths is None:
-            raise ValueError("the LST model needs patch_lengths [B, P]; see lst_train.data.packing.row_partition")
+            raise ValueError("the LST model needs patch_lengths [B, P]; see lst_train.data.pieces.row_partition")
         layout = PatchLayout.build(tokens, patch_lengths, self.vocab.eos, self.cfg.unpool_window, closed_early)
         token_states, patches = self.encoder(tokens, layout)
         global_states = self.global_transformer(patches, layout.patch_doc_ids, layout.patch_positions)

@@ -6,8 +6,9 @@ import os
 from dataclasses import asdict, dataclass
 
 from lst_train.config import Config, ConfigError, load_config, to_yaml
-from lst_train.flops import param_counts
 from lst_train.config.sweep import FamilyConfig, SizeConfig, SweepConfig, sizes_of
+from lst_train.data.loader_spec import LoaderSpec
+from lst_train.flops import param_counts
 from lst_train.sweeps.profile import DataProfile, given, measure
 
 
@@ -75,7 +76,7 @@ def _size_overrides(sweep: SweepConfig, family: FamilyConfig, size: SizeConfig) 
 def _profile(sweep: SweepConfig, index: int, family: FamilyConfig) -> DataProfile:
     cfg = family_config(sweep, family)
     if family.tokens_per_patch == 0:
-        return measure(cfg, sweep.measure_batches)
+        return measure(LoaderSpec.from_recipe(cfg), sweep.measure_batches)
     if cfg.model.arch == "baseline" and family.tokens_per_patch != 1:
         raise ConfigError(f"families[{index}].tokens_per_patch: a baseline has 1 token per unit; set 1 (or 0 to "
                           f"measure), got {family.tokens_per_patch}")

@@ -5,13 +5,15 @@ batches (padding and document boundaries included, as the trainer counts them). 
 round(units × tokens_per_patch) tokens as one document, no padding.
 """
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from lst_train.config import Config, ModelConfig
+from lst_train.config import ModelConfig
 from lst_train.data.dataset import build_dataloader
+from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.stats import LoaderStats
 from lst_train.flops import batch_flops, row_flops
 
@@ -35,13 +37,13 @@ class DataProfile:
         return total / sum(batch[0].shape[0] for batch in self.batches)
 
 
-def measure(cfg: Config, n_batches: int) -> DataProfile:
+def measure(spec: LoaderSpec, n_batches: int) -> DataProfile:
     """Read `n_batches` batches of the family's loader; the curriculum (if any) is laid over exactly them."""
-    cfg.training.steps, cfg.training.grad_accum_steps, cfg.training.warmup_steps = n_batches, 1, 0
-    cfg.data.num_workers = 0
+    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, num_workers=0), total_steps=n_batches,
+                               grad_accum_steps=1)
     stats = LoaderStats()
     batches = []
-    for batch in itertools.islice(build_dataloader(cfg), n_batches):
+    for batch in itertools.islice(build_dataloader(spec), n_batches):
         stats.update(batch)
         batches.append((batch.tokens, batch.patch_lengths, batch.closed_early))
     s = stats.summary()

@@ -13,6 +13,7 @@ from lst_train.config import Config, to_yaml
 from lst_train.config.data import source_names
 from lst_train.data.batch import Batch
 from lst_train.data.dataset import build_dataloader
+from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.skips import REASONS
 from lst_train.data.stats import LoaderStats, token_shares
 from lst_train.evaluation.during_training import TrainingEvaluator
@@ -58,7 +59,8 @@ class Trainer:
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, CONFIG), "w") as f:
                 f.write(to_yaml(cfg))
-        self.loader = build_dataloader(cfg, self.world.rank, self.world.world_size,  # bad data paths fail first
+        loader_spec = LoaderSpec.from_recipe(cfg)
+        self.loader = build_dataloader(loader_spec, self.world.rank, self.world.world_size,  # bad paths fail first
                                        pin_memory=self.world.device.type == "cuda")
         torch.manual_seed(cfg.training.seed + self.world.rank)
         self.model = build_sharded_model(cfg, self.world)
@@ -71,7 +73,8 @@ class Trainer:
         self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main)
         self.peak = peak_flops(cfg.training.peak_tflops, self.world.device)
         self.loader_stats = LoaderStats()
-        self.evaluator = TrainingEvaluator(cfg, self.model, self.world.rank, self.world.world_size)
+        self.evaluator = TrainingEvaluator(cfg.evaluation, loader_spec, self.model, self.world.rank,
+                                           self.world.world_size)
 
     def train_step(self, micro_batches: list[Batch]) -> tuple[Tensor, Tensor]:
         """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets, and the
