@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lst_train.config import ConfigError, load_config
+from lst_train.config import Arch, ConfigError, LRSchedule, load_config
 from lst_train.data.dataset import resolve_shards
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.flops import param_counts
@@ -59,6 +59,29 @@ def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, yaml_text, over
     message = str(info.value)
     assert "\n" not in message
     assert key in message
+
+
+@pytest.mark.parametrize("yaml_text, overrides, line", [
+    ("data:\n  sources:\n    - {kind: text, path: a}\n    - {kind: video, path: b}\n", [],
+     "data.sources[1].kind: Invalid value 'video', expected one of [speech, text]"),
+    ("data:\n  sources:\n    - {kind: text, path: a, colour: red}\n", [], "data.sources[0].colour: Key 'colour' not in"),
+    ("", ["evaluation.sets=[{name: a, path: b, settings: [t2t, x2y]}]"], "evaluation.sets[0].settings[1]: Invalid value"),
+    ("", ["model.kernels=fast"], "model.kernels: Invalid value 'fast', expected one of [auto, triton, reference]"),
+    ("", ["patching.strategy=entropy"], "patching.strategy: Invalid value 'entropy'"),
+])
+def test_a_bad_choice_or_list_item_is_named_by_its_full_key(tmp_path, yaml_text, overrides, line):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(recipe, overrides)
+    assert str(info.value).startswith(line)
+
+
+def test_choice_fields_are_enums_that_compare_as_their_names():
+    cfg = load_config(RECIPES / "debug_cpu.yaml", ["model.arch=baseline", "training.schedule=wsd"])
+    assert isinstance(cfg.model.arch, Arch) and cfg.model.arch == "baseline" and f"{cfg.model.arch}" == "baseline"
+    assert cfg.training.schedule is LRSchedule.wsd
+    assert load_config(RECIPES / "debug_cpu.yaml", [f"model.arch={cfg.model.arch}"]).model.arch is Arch.baseline
 
 
 def test_list_items_can_be_overridden_by_index():

@@ -1,17 +1,24 @@
 """Typed config of the data pipeline (the `data` section of a recipe) and its start-up checks."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from lst_train.config.errors import check
 
-SOURCE_KINDS = ("speech", "text")
-SEQUENCES = ("interleaved", "speech", "text")
-CODECS = ("mimi", "units")
+
+class SourceKind(StrEnum):
+    speech = "speech"
+    text = "text"
+
+
+class CodecKind(StrEnum):
+    mimi = "mimi"
+    units = "units"
 
 
 @dataclass
 class SourceConfig:
-    kind: str = "text"
+    kind: SourceKind = SourceKind.text
     """'speech' (WebDataset .tar shards: audio + transcript + word timings, or units) or 'text' (.jsonl[.zst])."""
     path: str = ""
     """Glob of the shard files, e.g. /data/speech/*.tar (relative to the working directory)."""
@@ -19,7 +26,8 @@ class SourceConfig:
     """Mixture weight: this source's share of the training tokens is weight / (sum of the weights)."""
     sequence: str = ""
     """Speech sources: 'interleaved' (default: alternating text and speech word spans) or 'speech' (speech only);
-    text sources: 'text' (default)."""
+    text sources: 'text' (default). A string, not an Enum: its empty default means "the kind's default", which
+    every saved run config holds."""
 
     @property
     def sequence_kind(self) -> str:
@@ -40,7 +48,7 @@ def source_shares(sources: list[SourceConfig]) -> list[float]:
 
 @dataclass
 class CodecConfig:
-    kind: str = "mimi"
+    kind: CodecKind = CodecKind.mimi
     """'mimi' (encode audio on the fly) or 'units' (only samples with pre-computed KEY.units.json)."""
     weights: str = ""
     """Local directory of pretrained Mimi weights (transformers format); empty = random weights, seeded codebooks."""
@@ -97,7 +105,6 @@ def validate_data(cfg: DataConfig) -> None:
     """Start-up checks of the data section (raise the one-line ConfigError)."""
     for i, source in enumerate(cfg.sources):
         key = f"data.sources[{i}]"
-        check(source.kind in SOURCE_KINDS, f"{key}.kind", f"must be one of {SOURCE_KINDS}, got {source.kind!r}")
         check(bool(source.path), f"{key}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
         check(source.weight > 0, f"{key}.weight", f"must be > 0, got {source.weight}")
         allowed = ("text",) if source.kind == "text" else ("interleaved", "speech")
@@ -111,7 +118,6 @@ def validate_data(cfg: DataConfig) -> None:
     check(cfg.num_workers >= 0, "data.num_workers", f"must be >= 0, got {cfg.num_workers}")
     check(cfg.pad_to_multiple >= 1, "data.pad_to_multiple", f"must be >= 1, got {cfg.pad_to_multiple}")
     check(cfg.codec.batch_size >= 1, "data.codec.batch_size", f"must be >= 1, got {cfg.codec.batch_size}")
-    check(cfg.codec.kind in CODECS, "data.codec.kind", f"must be one of {CODECS}, got {cfg.codec.kind!r}")
     check(cfg.codec.device == "cpu" or cfg.num_workers == 0, "data.codec.device",
           "a GPU codec runs in the training process: set data.num_workers=0 or data.codec.device=cpu")
     inter = cfg.interleave

@@ -1,12 +1,19 @@
 """Typed config of evaluation during training (the `evaluation` section)."""
 
 from dataclasses import dataclass, field
-
-from lst_train.config.errors import check
+from enum import StrEnum
 
 from lst_train.config.data import SourceConfig
+from lst_train.config.errors import check
 
-SETTING_NAMES = ("s2s", "t2t", "s2t", "t2s")
+
+class EvalSetting(StrEnum):
+    """Modality of an item's context and ending: s2s speech→speech, t2t, s2t, t2s."""
+
+    s2s = "s2s"
+    t2t = "t2t"
+    s2t = "s2t"
+    t2s = "t2s"
 
 
 @dataclass
@@ -15,7 +22,7 @@ class EvalSetConfig:
     """Name in metrics.jsonl and TensorBoard, e.g. storycloze_2way."""
     path: str = ""
     """Items file (jsonl, see lst_train.evaluation.items)."""
-    settings: list[str] = field(default_factory=lambda: list(SETTING_NAMES))
+    settings: list[EvalSetting] = field(default_factory=lambda: list(EvalSetting))
     """Which of s2s, t2t, s2t, t2s to score."""
 
 
@@ -39,5 +46,3 @@ def validate_evaluation(cfg: EvaluationConfig) -> None:
     check(cfg.validation_batches >= 1, "evaluation.validation_batches", f"must be >= 1, got {cfg.validation_batches}")
     for i, eval_set in enumerate(cfg.sets):
         check(bool(eval_set.name and eval_set.path), f"evaluation.sets[{i}]", "needs a name and a path")
-        bad = [s for s in eval_set.settings if s not in SETTING_NAMES]
-        check(not bad, f"evaluation.sets[{i}].settings", f"unknown {bad}; choose from {SETTING_NAMES}")

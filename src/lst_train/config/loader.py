@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lst_train.config.data import DataConfig, validate_data
@@ -50,38 +50,58 @@ def validate(cfg: Config) -> None:
     validate_data(cfg.data)
 
 
-def error_line(err: OmegaConfBaseException, source: str, key: str = "?") -> str:
+def _nodes(raw, prefix: str = ""):
+    """(path, value) of every node of a plain config, paths as 'data.sources[1].kind'."""
+    yield prefix, raw
+    items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else ()
+    for name, child in items:
+        yield from _nodes(child, f"{prefix}[{name}]" if isinstance(raw, list) else f"{prefix}.{name}".lstrip("."))
+
+
+def error_line(err: OmegaConfBaseException, source: str, key: str = "?", raw=None) -> str:
+    """'KEY: what is wrong (in SOURCE)': like every ConfigError, the line starts with the key to fix. omegaconf names
+    a bad field of a list item without the item's path (`kind` for data.sources[1].kind): `raw`, the YAML or
+    override as given, supplies it."""
     key = getattr(err, "full_key", None) or key
+    if raw is not None and "." not in key:
+        plain = OmegaConf.to_container(raw) if isinstance(raw, (DictConfig, ListConfig)) else raw
+        value = getattr(err, "value", None)
+        key = next((path for path, node in _nodes(plain) if (value is None or node == value) and
+                    (path == key or path.endswith(("." + key, "]" + key)))), key)
     message = str(err).splitlines()[0] if str(err) else type(err).__name__
     if "not in" in message:
         message += " (unknown key: remove it or fix its spelling)"
-    return f"{source}: {key}: {message}"
+    return f"{key}: {message} (in {source})"
 
 
 def _apply_override(merged, item: str):
     """Apply one "a.b=c" override; list items are addressed as "data.sources[0].path=..."; "key=" sets ""."""
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected key=value, e.g. model.encoder.dim=64")
-    key, raw = item.split("=", 1)
+    key, value = item.split("=", 1)
+    raw = None
     try:
         if "[" in key:
-            OmegaConf.update(merged, key, yaml.safe_load(raw) if raw else "", merge=True)
+            OmegaConf.update(merged, key, yaml.safe_load(value) if value else "", merge=True)
             return merged
-        return OmegaConf.merge(merged, OmegaConf.from_dotlist([item if raw else f"{key}=''"]))
+        raw = OmegaConf.from_dotlist([item if value else f"{key}=''"])
+        return OmegaConf.merge(merged, raw)
     except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError, IndexError) as err:
         if isinstance(err, OmegaConfBaseException):
-            raise ConfigError(error_line(err, "override", key)) from None
-        raise ConfigError(f"override: {key}: {str(err).splitlines()[0]}") from None
+            raise ConfigError(error_line(err, f"override {item!r}", key, raw)) from None
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]} (in override {item!r})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML recipe (optional) onto the defaults, apply "a.b=c" overrides, validate, return a typed Config."""
     merged = OmegaConf.structured(Config)
+    raw = None
     try:
         if path is not None:
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            raw = OmegaConf.load(path)
+            merged = OmegaConf.merge(merged, raw)
     except OmegaConfBaseException as err:
-        raise ConfigError(error_line(err, str(path))) from None
+        raise ConfigError(error_line(err, str(path), raw=raw)) from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the recipe ({err.strerror})") from None
     except yaml.YAMLError as err:

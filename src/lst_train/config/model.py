@@ -1,11 +1,31 @@
 """The `model` section: vocabulary, the three stacks, patch slots, attention and kernel backends."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from lst_train.config.errors import check
 
-ARCHS = ("lst", "baseline")
-POOLINGS = ("max", "mean")
+
+class Arch(StrEnum):
+    lst = "lst"
+    baseline = "baseline"
+
+
+class Pooling(StrEnum):
+    max = "max"
+    mean = "mean"
+
+
+class AttentionBackend(StrEnum):
+    auto = "auto"
+    sdpa = "sdpa"
+    flex = "flex"
+
+
+class KernelBackend(StrEnum):
+    auto = "auto"
+    triton = "triton"
+    reference = "reference"
 
 
 @dataclass
@@ -32,7 +52,7 @@ class StackConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "lst"
+    arch: Arch = Arch.lst
     """'lst' (patch encoder + global transformer + patch decoder) or 'baseline' (global transformer over tokens)."""
     vocab: VocabConfig = field(default_factory=VocabConfig)
     """Vocabulary layout shared by model, data and evaluation."""
@@ -44,7 +64,7 @@ class ModelConfig:
     """Patch decoder (LST only); its width must equal the encoder's."""
     patch_slots: int = 2
     """k: query slots per patch; the global width must be k × the encoder width."""
-    pooling: str = "max"
+    pooling: Pooling = Pooling.max
     """How the patch queries are initialised from the patch's token states: 'max' or 'mean'."""
     unpool_window: int = 1
     """Patches whose global outputs each decoder token attends to (1 = only the patch before its target's)."""
@@ -56,13 +76,13 @@ class ModelConfig:
     """SwiGLU hidden width = 8/3 × dim rounded up to a multiple of this."""
     init_std: float = 0.02
     """Standard deviation of the normal weight init (output projections are scaled down by depth)."""
-    attention: str = "auto"
+    attention: AttentionBackend = AttentionBackend.auto
     """Self-attention: "auto" (FlexAttention block masks on CUDA, SDPA with a dense mask on CPU), "sdpa" or "flex"
     (flex has no CPU backward)."""
     output_chunk: int = 8192
     """Training loss: tokens whose logits the output head computes at once (bounds memory: fp32 logits of a whole
     [B, T, V] batch are never held)."""
-    kernels: str = "auto"
+    kernels: KernelBackend = KernelBackend.auto
     """Patch-op backend (lst_kernels): "auto": Triton on CUDA, the reference on CPU; "triton" / "reference" force
     one."""
 
@@ -79,7 +99,6 @@ def validate_stack(stack: StackConfig, key: str) -> None:
 
 def validate_model(m: ModelConfig) -> None:
     """Start-up checks of the model section (raise the one-line ConfigError)."""
-    check(m.arch in ARCHS, "model.arch", f"must be one of {ARCHS}, got {m.arch!r}")
     for name in ("text_size", "speech_codebook_size", "n_codebooks"):
         value = getattr(m.vocab, name)
         check(value >= 1, f"model.vocab.{name}", f"must be >= 1, got {value}")
@@ -87,15 +106,10 @@ def validate_model(m: ModelConfig) -> None:
     check(m.ffn_multiple_of >= 1, "model.ffn_multiple_of", f"must be >= 1, got {m.ffn_multiple_of}")
     check(m.output_chunk >= 1, "model.output_chunk", f"must be >= 1, got {m.output_chunk}")
     check(m.rope_theta > 0, "model.rope_theta", f"must be > 0, got {m.rope_theta}")
-    check(m.attention in ("auto", "sdpa", "flex"), "model.attention",
-          f"must be 'auto', 'sdpa' or 'flex', got {m.attention!r}")
-    check(m.kernels in ("auto", "triton", "reference"), "model.kernels",
-          f"must be 'auto', 'triton' or 'reference', got {m.kernels!r}")
     if m.arch != "lst":
         return
     validate_stack(m.encoder, "model.encoder")
     validate_stack(m.decoder, "model.decoder")
-    check(m.pooling in POOLINGS, "model.pooling", f"must be one of {POOLINGS}, got {m.pooling!r}")
     check(m.patch_slots >= 1, "model.patch_slots", f"must be >= 1, got {m.patch_slots}")
     check(m.unpool_window >= 1, "model.unpool_window", f"must be >= 1, got {m.unpool_window}")
     check(m.decoder.dim == m.encoder.dim, "model.decoder.dim",

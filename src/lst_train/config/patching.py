@@ -1,22 +1,32 @@
 """The `patching` section: how the LST's patcher cuts speech spans."""
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from lst_train.config.errors import check
 
-PATCHERS = ("static", "aligned", "mixed", "curriculum")
-SILENCES = ("separate", "merged")
+
+class PatchStrategy(StrEnum):
+    static = "static"
+    aligned = "aligned"
+    mixed = "mixed"
+    curriculum = "curriculum"
+
+
+class Silence(StrEnum):
+    separate = "separate"
+    merged = "merged"
 
 
 @dataclass
 class PatchingConfig:
-    strategy: str = "static"
+    strategy: PatchStrategy = PatchStrategy.static
     """How speech spans are cut: 'static' (runs of `size` frames), 'aligned' (one patch per word), 'mixed'
     (aligned with probability `mixed_prob` per document, else static), 'curriculum' (aligned with a probability
     falling from 1 to 0 between `curriculum_start` and `curriculum_end`)."""
     size: int = 4
     """Frames per static patch (p); at 12.5 Hz Mimi, p=2 is 160 ms."""
-    silence: str = "separate"
+    silence: Silence = Silence.separate
     """Aligned: the frames between words form their own patches ('separate') or join the next word ('merged')."""
     max_len: int = 16
     """Aligned: longer words or silences are split into patches of at most this many frames."""
@@ -30,9 +40,7 @@ class PatchingConfig:
 
 def validate_patching(p: PatchingConfig) -> None:
     """Start-up checks of the patching section."""
-    check(p.strategy in PATCHERS, "patching.strategy", f"must be one of {PATCHERS}, got {p.strategy!r}")
     check(p.size >= 1, "patching.size", f"must be >= 1, got {p.size}")
-    check(p.silence in SILENCES, "patching.silence", f"must be one of {SILENCES}, got {p.silence!r}")
     check(p.max_len >= 1, "patching.max_len", f"must be >= 1, got {p.max_len}")
     check(0.0 <= p.mixed_prob <= 1.0, "patching.mixed_prob", f"must be in [0, 1], got {p.mixed_prob}")
     check(0.0 <= p.curriculum_start <= p.curriculum_end <= 1.0, "patching.curriculum_start",

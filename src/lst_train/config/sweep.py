@@ -6,6 +6,7 @@ and the fix, raised before anything runs.
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import yaml
@@ -15,11 +16,32 @@ from omegaconf.errors import OmegaConfBaseException
 from lst_train.config.errors import ConfigError, check
 from lst_train.config.loader import error_line
 
-CONTROLS = ("compute", "units", "data")
-ACCURACIES = ("accuracy_mean", "accuracy_sum")
-FIT_POINTS = ("frontier", "all")
-LOSSES = ("loss", "loss_text", "loss_speech", "val_loss", "val_loss_text", "val_loss_speech")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class Control(StrEnum):
+    compute = "compute"
+    units = "units"
+    data = "data"
+
+
+class FitLoss(StrEnum):
+    loss = "loss"
+    loss_text = "loss_text"
+    loss_speech = "loss_speech"
+    val_loss = "val_loss"
+    val_loss_text = "val_loss_text"
+    val_loss_speech = "val_loss_speech"
+
+
+class FitPoints(StrEnum):
+    frontier = "frontier"
+    all = "all"
+
+
+class Accuracy(StrEnum):
+    accuracy_mean = "accuracy_mean"
+    accuracy_sum = "accuracy_sum"
 
 
 @dataclass
@@ -89,7 +111,7 @@ class SweepConfig:
     """Shapes from a width/depth rule, added after `sizes`."""
     budgets: list[float] = field(default_factory=list)
     """Training FLOP budgets (fwd+bwd, exact counter); one cell per family, size and budget."""
-    control: str = "compute"
+    control: Control = Control.compute
     """'compute': every cell spends its budget (equal FLOPs); 'units': the reference family's steps for every
     family (the published simpler mode: equal global units per step and equal steps); 'data': every family
     consumes the raw tokens the reference family does with its budget."""
@@ -109,12 +131,12 @@ class SweepConfig:
     """Warmup steps of each cell as a fraction of its steps."""
     evaluate_at_end: bool = True
     """Set evaluation.interval to the cell's steps, so configured eval sets and validation run once, at the end."""
-    fit_loss: str = "loss"
+    fit_loss: FitLoss = FitLoss.loss
     """results.csv column the power law is fitted to: loss, loss_text, loss_speech or val_loss{,_text,_speech}."""
-    fit_points: str = "frontier"
+    fit_points: FitPoints = FitPoints.frontier
     """Points of the fit: 'frontier' (per budget, the size with the lowest loss: the compute-optimal frontier; needs
     3 budgets) or 'all' (every finished cell)."""
-    accuracy: str = "accuracy_mean"
+    accuracy: Accuracy = Accuracy.accuracy_mean
     """Which accuracy to plot: 'accuracy_mean' (length-normalized) or 'accuracy_sum'."""
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     """The slurm executor."""
@@ -155,15 +177,11 @@ def validate_sweep(cfg: SweepConfig) -> None:
     check(len(set(size_names)) == len(size_names), "sizes", f"names must be unique, got {size_names}")
     check(bool(cfg.budgets) and all(b > 0 for b in cfg.budgets), "budgets",
           f"must be a non-empty list of positive FLOP counts, e.g. [1e12, 3e12], got {cfg.budgets}")
-    check(cfg.control in CONTROLS, "control", f"must be one of {CONTROLS}, got {cfg.control!r}")
     check(cfg.ranks >= 1, "ranks", f"must be >= 1, got {cfg.ranks}")
     check(cfg.measure_batches >= 1, "measure_batches", f"must be >= 1, got {cfg.measure_batches}")
     check(0 <= cfg.speech_token_fraction <= 1, "speech_token_fraction", "must be in [0, 1]")
     check(cfg.frame_rate > 0, "frame_rate", f"must be > 0, got {cfg.frame_rate}")
     check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {cfg.warmup_fraction}")
-    check(cfg.fit_loss in LOSSES, "fit_loss", f"must be one of {LOSSES}, got {cfg.fit_loss!r}")
-    check(cfg.fit_points in FIT_POINTS, "fit_points", f"must be one of {FIT_POINTS}, got {cfg.fit_points!r}")
-    check(cfg.accuracy in ACCURACIES, "accuracy", f"must be one of {ACCURACIES}, got {cfg.accuracy!r}")
     check(cfg.slurm.gpus_per_node >= 1, "slurm.gpus_per_node", f"must be >= 1, got {cfg.slurm.gpus_per_node}")
 
 
@@ -179,6 +197,6 @@ def load_sweep(path: str | Path) -> SweepConfig:
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepConfig), raw))
     except OmegaConfBaseException as err:
-        raise ConfigError(error_line(err, str(path))) from None
+        raise ConfigError(error_line(err, str(path), raw=raw)) from None
     validate_sweep(cfg)
     return cfg

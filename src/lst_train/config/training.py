@@ -1,14 +1,34 @@
 """Typed config of training, checkpointing and parallelism (the `training` and `checkpoint` sections)."""
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from lst_train.config.errors import check
 
-SCHEDULES = ("cosine", "wsd")
-ACTIVATION_CHECKPOINTS = ("none", "selective", "full")
-PRECISIONS = ("auto", "fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
-SWITCHES = ("auto", "true", "false")
+COMPILE_SWITCHES = ("auto", "true", "false")
+
+
+class LRSchedule(StrEnum):
+    cosine = "cosine"
+    wsd = "wsd"
+
+
+class ActivationCheckpoint(StrEnum):
+    none = "none"
+    selective = "selective"
+    full = "full"
+
+
+class Precision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 @dataclass
@@ -28,7 +48,7 @@ class TrainingConfig:
     """LR of the patch encoder and decoder relative to `lr` (LST only)."""
     warmup_steps: int = 100
     """Linear warmup steps."""
-    schedule: str = "cosine"
+    schedule: LRSchedule = LRSchedule.cosine
     """'cosine' (decay to min_lr_ratio after warmup) or 'wsd' (warmup, stable, decay over the last decay_ratio)."""
     decay_ratio: float = 0.2
     """WSD: fraction of the steps spent decaying."""
@@ -42,15 +62,16 @@ class TrainingConfig:
     """AdamW beta2."""
     grad_clip: float = 1.0
     """Max global gradient norm (0 = no clipping)."""
-    device: str = "auto"
+    device: Device = Device.auto
     """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'; the process group is nccl on cuda, gloo on cpu."""
-    mixed_precision: str = "auto"
+    mixed_precision: Precision = Precision.auto
     """FSDP2 parameter dtype: 'auto' (bf16 on cuda, fp32 on cpu), 'fp32' or 'bf16'; gradients reduce in fp32."""
-    activation_checkpoint: str = "none"
+    activation_checkpoint: ActivationCheckpoint = ActivationCheckpoint.none
     """'none', 'selective' (every other block) or 'full' (every block)."""
     compile: str = "auto"
     """torch.compile each transformer block: 'auto' (on CUDA, where it pays; off on CPU, where compiling costs more
-    than short runs gain), 'true' or 'false'."""
+    than short runs gain), 'true' or 'false'. A string, not an Enum: YAML and the command line give true/false as
+    booleans."""
     log_interval: int = 1
     """Steps between metric lines (console, RUN_DIR/metrics.jsonl, TensorBoard)."""
     peak_tflops: float = 0.0
@@ -82,16 +103,11 @@ def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig) ->
     check(t.lr > 0, "training.lr", f"must be > 0, got {t.lr}")
     check(0 <= t.warmup_steps <= t.steps, "training.warmup_steps", f"must be in [0, training.steps={t.steps}], "
           f"got {t.warmup_steps}")
-    check(t.schedule in SCHEDULES, "training.schedule", f"must be one of {SCHEDULES}, got {t.schedule!r}")
     check(0 < t.decay_ratio <= 1, "training.decay_ratio", f"must be in (0, 1], got {t.decay_ratio}")
     check(0 <= t.min_lr_ratio <= 1, "training.min_lr_ratio", f"must be in [0, 1], got {t.min_lr_ratio}")
-    check(t.device in DEVICES, "training.device", f"must be one of {DEVICES}, got {t.device!r}")
-    check(t.mixed_precision in PRECISIONS, "training.mixed_precision",
-          f"must be one of {PRECISIONS}, got {t.mixed_precision!r}")
-    check(t.activation_checkpoint in ACTIVATION_CHECKPOINTS, "training.activation_checkpoint",
-          f"must be one of {ACTIVATION_CHECKPOINTS}, got {t.activation_checkpoint!r}")
     t.compile = str(t.compile).lower()  # YAML/CLI booleans arrive as 'True' / 'False'
-    check(t.compile in SWITCHES, "training.compile", f"must be one of {SWITCHES}, got {t.compile!r}")
+    check(t.compile in COMPILE_SWITCHES, "training.compile",
+          f"must be one of {COMPILE_SWITCHES}, got {t.compile!r}")
     check(t.log_interval >= 1, "training.log_interval", f"must be >= 1, got {t.log_interval}")
     c = checkpoint
     check(c.interval >= 1, "checkpoint.interval", f"must be >= 1, got {c.interval}")
