@@ -1,4 +1,5 @@
-"""`lst-train eval RUN_DIR_OR_EXPORT --data FILE.jsonl [--settings s2s,t2t,s2t,t2s] [--out results.json]`."""
+"""`lst-train eval RUN_DIR_OR_EXPORT [--data FILE.jsonl] [--validation GLOB ...] [--out results.json]`: story completion
+accuracy per setting, and the held-out loss per text token, speech token and second of speech."""
 
 import argparse
 import json
@@ -7,29 +8,66 @@ import os
 import torch
 import torch.distributed as dist
 
+from lst_train.config import SourceConfig, SourceKind
+from lst_train.data.heldout import heldout_documents
 from lst_train.data.skips import SkipCounter, merge_skip_counts
 from lst_train.data.speech_text import SpeechTextTokenizer
+from lst_train.evaluation.heldout import combine_heldout, heldout_loss
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import evaluate, with_accuracy
 from lst_train.export import load_for_eval
 
 
+def heldout_sources(globs: list[str], speech_sequence: str) -> list[SourceConfig]:
+    """One source per glob: .tar shards are speech (read as `speech_sequence` documents), .jsonl[.zst] text."""
+    sources = []
+    for pattern in globs:
+        if pattern.endswith(".tar"):
+            sources.append(SourceConfig(kind=SourceKind.speech, path=pattern, sequence=speech_sequence))
+        elif pattern.endswith((".jsonl", ".jsonl.zst")):
+            sources.append(SourceConfig(kind=SourceKind.text, path=pattern))
+        else:
+            raise SystemExit(f"lst-train eval: --validation {pattern!r}: end the glob in .tar (speech) or .jsonl / "
+                             ".jsonl.zst (text)")
+    return sources
+
+
+def _print_heldout(result: dict, sources: list[SourceConfig]) -> None:
+    def fmt(value):
+        return "-" if value is None else f"{value:.4f}"
+
+    print("held-out loss (nats)      documents  per text token  per speech token  per speech second")
+    for name, summary in [(f"{s.kind}/{s.sequence_kind} {s.path}", r) for s, r in zip(sources, result["sources"])] \
+            + [("all", result["total"])]:
+        print(f"  {name}\n  {'':24}{summary['documents']:>9}  {fmt(summary['nats_per_text_token']):>14}  "
+              f"{fmt(summary['nats_per_speech_token']):>16}  {fmt(summary['nats_per_speech_second']):>17}")
+
+
 def _run(args: argparse.Namespace) -> None:
-    settings = args.settings.split(",")
+    if not args.data and not args.validation:
+        raise SystemExit("lst-train eval: give --data ITEMS.jsonl (story completion), --validation GLOB (held-out "
+                         "loss), or both")
+    settings = args.settings.split(",") if args.data else []
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise SystemExit(f"lst-train eval: unknown settings {unknown}; choose from {sorted(SETTINGS)}")
+    sources = heldout_sources(args.validation or [], args.speech_sequence)
     model, cfg = load_for_eval(args.model)
-    device = torch.device(args.device)
-    model.to(device)
-    skips = SkipCounter()
+    model.to(torch.device(args.device))
+    tokenizer = SpeechTextTokenizer.from_config(cfg.data, model.vocab)
+    patcher = evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    items = read_items(args.data, skips)[rank::world_size]  # under torchrun every rank scores its share
-    builder = PromptBuilder(SpeechTextTokenizer.from_config(cfg.data, model.vocab),
-                            evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps))
-    results = evaluate(model, builder, items, settings, skips, args.batch_size, progress=rank == 0,
-                       pad_to_multiple=cfg.data.pad_to_multiple)
+    skips = SkipCounter()
+    results = {}
+    if args.data:  # under torchrun every rank scores its share of the items, and of the held-out documents
+        items = read_items(args.data, skips)[rank::world_size]
+        results = evaluate(model, PromptBuilder(tokenizer, patcher), items, settings, skips, args.batch_size,
+                           progress=rank == 0, pad_to_multiple=cfg.data.pad_to_multiple)
+    if sources:
+        documents = heldout_documents(cfg.data, sources, tokenizer, args.documents, args.max_tokens, skips)
+        results["heldout"] = heldout_loss(model, documents[rank::world_size], model.vocab, patcher, len(sources),
+                                          args.batch_size, cfg.data.pad_to_multiple)
     results["skipped"] = skips.as_dict()
     if world_size > 1:
         results = _combine_ranks(results, settings)
@@ -38,6 +76,8 @@ def _run(args: argparse.Namespace) -> None:
     for setting in settings:
         r = results[setting]
         print(f"{setting}: {r['items']} items, accuracy (sum) {r['accuracy_sum']}, (mean) {r['accuracy_mean']}")
+    if sources:
+        _print_heldout(results["heldout"], sources)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
@@ -54,14 +94,24 @@ def _combine_ranks(results: dict, settings: list[str]) -> dict:
     for setting in settings:
         combined[setting] = with_accuracy({key: sum(r[setting][key] for r in gathered)
                                            for key in ("items", "correct_sum", "correct_mean")})
+    if "heldout" in results:
+        combined["heldout"] = combine_heldout([r["heldout"] for r in gathered])
     return combined
 
 
 def add_eval_parser(commands) -> None:
-    parser = commands.add_parser("eval", help="multiple-choice story completion (S→S, T→T, S→T, T→S); "
-                                "`eval convert` converts published sets")
+    parser = commands.add_parser("eval", help="multiple-choice story completion (S→S, T→T, S→T, T→S) and held-out "
+                                "loss; `eval convert` converts published sets")
     parser.add_argument("model", help="a run directory (latest checkpoint) or an export directory")
-    parser.add_argument("--data", required=True, help="items, jsonl (see lst_train.evaluation.items)")
+    parser.add_argument("--data", help="items, jsonl (see lst_train.evaluation.items)")
+    parser.add_argument("--validation", nargs="+", metavar="GLOB",
+                        help="held-out shards (quote the globs): speech .tar, text .jsonl[.zst]; reports nats per "
+                        "text token, speech token and second of speech on the same documents for every model")
+    parser.add_argument("--speech-sequence", default="speech", choices=("speech", "interleaved"),
+                        help="documents made of the held-out speech shards")
+    parser.add_argument("--documents", type=int, default=200, help="held-out documents per glob (at most)")
+    parser.add_argument("--max-tokens", type=int, default=4096,
+                        help="held-out documents longer than this are skipped and counted")
     parser.add_argument("--settings", default="s2s,t2t,s2t,t2s")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import zstandard
 
-from lst_train.data.skips import NoUsableData, SkipCounter, SkipSample
+from lst_train.data.skips import NoUsableData, SkipCounter, SkipSample, SourceExhausted
 
 
 @dataclass
@@ -103,8 +103,10 @@ class ShardCursor:
     """
 
     def __init__(self, shards: list[str], kind: str, reader: int, n_readers: int, seed: str, skips: SkipCounter,
-                 on_shard_end: Callable[[str, bool], None] | None = None):
+                 on_shard_end: Callable[[str, bool], None] | None = None, max_epochs: int = 0):
         self.kind = kind
+        self.max_epochs = max_epochs
+        """Passes over the shards before SourceExhausted is raised (0 = endless, as in training)."""
         self.on_shard_end = on_shard_end
         """Called with (shard path, read from its first record) when a shard is exhausted."""
         self.skips = skips
@@ -176,6 +178,8 @@ class ShardCursor:
             self.epoch += 1
             self.shard_pos = 0
             self.used_this_epoch = 0
+            if self.max_epochs and self.epoch >= self.max_epochs:
+                raise SourceExhausted(f"{self.max_epochs} pass(es) over {len(self.shards)} shard(s) done")
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "shard_pos": self.shard_pos, "record_pos": self.record_pos,

@@ -64,5 +64,9 @@ def merge_skip_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
+class SourceExhausted(Exception):
+    """A source read for a bounded number of passes (held-out data) has no record left."""
+
+
 class NoUsableData(RuntimeError):
     """A source yielded no usable record in a whole pass: the run stops with the skip counts instead of spinning."""

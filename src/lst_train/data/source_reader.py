@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from lst_train.config import DataConfig, SourceConfig
 from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
-from lst_train.data.skips import SkipCounter, SkipSample
+from lst_train.data.skips import SkipCounter, SkipSample, SourceExhausted
 from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.token_cache import TokenCache
 from lst_train.data.utterances import DecodedRecord, Utterance, decode_record
@@ -41,7 +41,8 @@ def _prepared_from_state(entry: tuple) -> tuple:
 
 class SourceReader:
     def __init__(self, source: SourceConfig, index: int, paths: list[str], reader: int, n_readers: int,
-                 data: DataConfig, tokenizer: SpeechTextTokenizer, skips: SkipCounter):
+                 data: DataConfig, tokenizer: SpeechTextTokenizer, skips: SkipCounter, max_epochs: int = 0):
+        """`max_epochs`: passes before SourceExhausted (0 = endless: training); held-out reading makes one."""
         self.source = source
         self.codec_cfg = data.codec
         self.tokenizer = tokenizer
@@ -50,8 +51,9 @@ class SourceReader:
             split = f"-reader{reader}of{n_readers}" if len(paths) < n_readers else ""
             self.cache = TokenCache(data.cache_dir, data.codec, tokenizer.vocab.n_codebooks, split)
         self.cursor = ShardCursor(paths, source.kind, reader, n_readers, f"{data.seed}|{index}", skips,
-                                  None if self.cache is None else self.cache.shard_done)
+                                  None if self.cache is None else self.cache.shard_done, max_epochs)
         self.prepared: deque = deque()
+        self.exhausted = False
 
     @property
     def epoch(self) -> int:
@@ -66,11 +68,13 @@ class SourceReader:
         return f"{os.path.basename(record.shard)}:{record.name}|{self.cursor.epoch}"
 
     def next_item(self) -> tuple[str, TextItem | Utterance]:
-        """(identity, item) of the next record; raises SkipSample for a bad one."""
+        """(identity, item) of the next record; raises SkipSample for a bad one, SourceExhausted after the last."""
         if self.source.kind == "text":
             return self._text_item()
-        if not self.prepared:
+        if not self.prepared and not self.exhausted:
             self._prepare_speech()
+        if not self.prepared:
+            raise SourceExhausted(self.source.path)
         identity, result = self.prepared.popleft()
         if isinstance(result, SkipSample):
             raise result
@@ -93,7 +97,11 @@ class SourceReader:
         """Read `codec.batch_size` records, encode their audio in one batch, queue the results."""
         results: list[tuple[str, Utterance | DecodedRecord | SkipSample, RawRecord]] = []
         for _ in range(self.codec_cfg.batch_size):
-            record = self.cursor.next_record()
+            try:
+                record = self.cursor.next_record()
+            except SourceExhausted:
+                self.exhausted = True
+                break
             identity = self._identity(record)
             try:
                 cached = None if self.cache is None else self.cache.lookup(record.shard, record.name)
