@@ -1,6 +1,7 @@
 """The run directory's layout, read by everything that looks at a run (export, evaluation, sweeps, the demo):
 RUN_DIR/config.yaml (the resolved config), metrics.jsonl (one record per logged step), tb/ (TensorBoard),
-checkpoints/step-N/ (DCP; complete once its .metadata is written)."""
+checkpoints/step-N/ (DCP; complete once its .metadata is written), finished.json (written when the run reached its
+end: its last step and FLOPs; a run stopped early by stop_at or preemption has none)."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import re
 CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
+FINISHED = "finished.json"
 
 
 def checkpoint_folder(run_dir: str) -> str:
@@ -37,3 +39,17 @@ def read_metrics(run_dir: str) -> list[dict]:
                 record = json.loads(line)
                 by_step[record["step"]] = record
     return [by_step[s] for s in sorted(by_step)]
+
+
+def write_finished(run_dir: str, step: int, flops: float) -> None:
+    with open(os.path.join(run_dir, FINISHED), "w") as f:
+        json.dump({"step": step, "flops": flops}, f)
+
+
+def finished(run_dir: str) -> dict | None:
+    """{"step", "flops"} of a run that reached its end, else None."""
+    path = os.path.join(run_dir, FINISHED)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -102,6 +102,32 @@ def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
     assert last[0]["flops_seen"] == last[1]["flops_seen"] > 0 and last[0]["tokens_seen"] == last[1]["tokens_seen"]
 
 
+def _records(run_dir):
+    return {r["step"]: r for r in map(json.loads, Path(run_dir, "metrics.jsonl").read_text().splitlines())}
+
+
+def test_a_flop_budget_run_stops_nearest_its_budget_and_resumes_exactly(corpus, straight, tmp_path):
+    # The loader's batches do not depend on the model, so the straight run's cumulative FLOPs are the budget run's.
+    spent = {step: r["flops_seen"] for step, r in _records(straight[0]).items()}
+    budget = (spent[5] + spent[6]) / 2
+    expected = next(s for s in sorted(spent) if spent[s] + spent[s] / s / 2 >= budget)
+    assert expected in (5, 6)
+    budget_args = [f"training.flop_budget={budget}", "training.steps=6"]
+    whole = tmp_path / "whole"
+    _run(2, _args(corpus, whole, *budget_args))
+    records = _records(whole)
+    assert max(records) == expected and records[expected]["flops_seen"] == spent[expected]
+    assert json.loads((whole / "finished.json").read_text()) == {"step": expected, "flops": spent[expected]}
+    lrs = [records[s]["lr"] for s in sorted(records)]
+    assert lrs[-1] < lrs[2], "the schedule, laid over the budget's FLOPs, has decayed by the end"
+    parted = tmp_path / "parted"
+    _run(2, _args(corpus, parted, *budget_args, "training.stop_at=3"))
+    assert not (parted / "finished.json").exists(), "stop_at is not the run's end"
+    _run(2, _args(corpus, parted, *budget_args))
+    assert _losses(parted) == _losses(whole)
+    assert [r["lr"] for r in _records(parted).values()] == lrs
+
+
 def test_one_rank_with_two_workers_equals_two_ranks(corpus, straight, tmp_path):
     # The same 2 readers (rank x worker) feed one global batch either way.
     _run(1, _args(corpus, tmp_path, "data.num_workers=2", "training.grad_accum_steps=2"))

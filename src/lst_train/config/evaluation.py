@@ -29,7 +29,9 @@ class EvalSetConfig:
 @dataclass
 class EvaluationConfig:
     interval: int = 0
-    """Steps between evaluations during training (0 = none)."""
+    """Steps between evaluations during training (0 = none but `at_end`)."""
+    at_end: bool = True
+    """Also evaluate at the run's last step (a FLOP-budget run's last step is known only when it comes)."""
     sets: list[EvalSetConfig] = field(default_factory=list)
     """Multiple-choice sets scored at each evaluation (every rank scores every item: keep them small)."""
     validation: list[SourceConfig] = field(default_factory=list)

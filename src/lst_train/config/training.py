@@ -34,7 +34,12 @@ class Device(StrEnum):
 @dataclass
 class TrainingConfig:
     steps: int = 1000
-    """Optimizer steps of the run (the LR schedule and curriculum patching are laid over them)."""
+    """Optimizer steps of the run (the LR schedule and curriculum patching are laid over them); with flop_budget,
+    the expected number of steps, in which warmup_steps and the schedule are counted."""
+    flop_budget: float = 0.0
+    """Training FLOPs (fwd+bwd, the exact count summed over ranks) the run spends; 0 = run `steps` steps. The run
+    ends at the step whose FLOPs are nearest the budget, and the LR schedule is laid over FLOPs: after F of the
+    budget it stands where it would after F / flop_budget × steps steps. Equal-compute comparisons set it."""
     stop_at: int = 0
     """Stop (with a checkpoint) after this step without changing the schedule, e.g. to fit a job's time limit;
     0 = run to `steps`."""
@@ -98,6 +103,7 @@ def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig) ->
     """Start-up checks of the training and checkpoint sections (raise the one-line ConfigError)."""
     t = training
     check(t.steps >= 1, "training.steps", f"must be >= 1, got {t.steps}")
+    check(t.flop_budget >= 0, "training.flop_budget", f"must be >= 0 (0 = run training.steps), got {t.flop_budget}")
     check(0 <= t.stop_at <= t.steps, "training.stop_at", f"must be in [0, training.steps={t.steps}], got {t.stop_at}")
     check(t.grad_accum_steps >= 1, "training.grad_accum_steps", f"must be >= 1, got {t.grad_accum_steps}")
     check(t.lr > 0, "training.lr", f"must be > 0, got {t.lr}")

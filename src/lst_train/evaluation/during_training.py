@@ -32,9 +32,11 @@ class TrainingEvaluator:
                                      evaluation_patcher(loader.model.arch, loader.patching, loader.total_steps)) \
             if self.sets else None
 
-    def due(self, step: int) -> bool:
+    def due(self, step: int, last: bool) -> bool:
+        """Every `interval` steps, and at the `last` step with `at_end`, when there is anything to evaluate."""
         interval = self.evaluation.interval
-        return interval > 0 and step % interval == 0 and bool(self.sets or self.evaluation.validation)
+        scheduled = (interval > 0 and step % interval == 0) or (last and self.evaluation.at_end)
+        return scheduled and bool(self.sets or self.evaluation.validation)
 
     @torch.no_grad()
     def run(self) -> dict:

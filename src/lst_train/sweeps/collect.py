@@ -4,7 +4,7 @@ import csv
 import os
 import statistics
 
-from lst_train.runs import read_metrics
+from lst_train.runs import finished, read_metrics
 from lst_train.config.sweep import SweepConfig
 from lst_train.sweeps.plan import Cell, read_plan
 
@@ -28,7 +28,7 @@ def cell_row(cell: Cell) -> dict:
     records = read_metrics(cell.run_dir)
     done = records[-1]["step"] if records else 0
     row = {"cell": cell.name, "family": cell.family, "arch": cell.arch, "size": cell.size, "budget": cell.budget,
-           "status": "done" if done >= cell.steps else ("partial" if records else "missing"),
+           "status": "done" if finished(cell.run_dir) else ("partial" if records else "missing"),
            "steps": cell.steps, "steps_done": done, "params_global": cell.params["global_transformer"],
            "params_total": cell.params["total"], "flops_per_step": cell.flops_per_step,
            "flops_planned": cell.flops, "flops": records[-1]["flops_seen"] if records else 0.0,

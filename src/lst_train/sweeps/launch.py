@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from lst_train.config import ConfigError
 from lst_train.config.sweep import SweepConfig
 from lst_train.sweeps.plan import Cell, Plan
-from lst_train.runs import complete_steps
+from lst_train.runs import complete_steps, finished
 
 EXECUTORS = ("local", "torchrun", "slurm")
 TRAINER_LOG = re.compile(r" lst_train\.\w+: ")
@@ -29,8 +29,9 @@ class CellLaunch:
 
 def cell_state(cell: Cell) -> CellLaunch:
     steps = complete_steps(cell.run_dir)
-    if steps and steps[0] >= cell.steps:
-        return CellLaunch(cell, "finished", steps[0])
+    end = finished(cell.run_dir)
+    if end is not None:
+        return CellLaunch(cell, "finished", end["step"])
     return CellLaunch(cell, "resume", steps[0]) if steps else CellLaunch(cell, "new")
 
 

@@ -144,9 +144,11 @@ def cell_config(plan: Plan, cell: Cell) -> Config:
     size = next(s for s in sizes_of(sweep) if s.name == cell.size)
     derived = [f"training.steps={cell.steps}", "training.stop_at=0",
                f"training.warmup_steps={round(sweep.warmup_fraction * cell.steps)}",
-               f"run_dir={cell.run_dir}", "checkpoint.resume=auto"]
+               f"run_dir={cell.run_dir}", "checkpoint.resume=auto", f"evaluation.at_end={sweep.evaluate_at_end}"]
+    if sweep.control == "compute":  # the run stops on its budget; the planned steps are the schedule's units
+        derived.append(f"training.flop_budget={cell.budget}")
     if sweep.evaluate_at_end:
-        derived.append(f"evaluation.interval={cell.steps}")
+        derived.append("evaluation.interval=0")
     return family_config(sweep, family, _size_overrides(sweep, family, size) + derived)
 
 

@@ -20,9 +20,10 @@ from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.loss import IGNORE_INDEX, loss_sums, targets_of
 from lst_train.model import build_model
 from lst_train.model.init import initialize_parameters
-from lst_train.runs import CONFIG
+from lst_train.runs import CONFIG, write_finished
 from lst_train.trainer.checkpointing import Checkpointer, TrainState
 from lst_train.trainer.distributed import World, init_world
+from lst_train.trainer.flop_budget import FlopBudget
 from lst_train.trainer.metrics import MetricsWriter, memory_gb, peak_flops
 from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
 from lst_train.trainer.parallelize import parallelize
@@ -73,6 +74,7 @@ class Trainer:
         self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main)
         self.peak = peak_flops(cfg.training.peak_tflops, self.world.device)
         self.loader_stats = LoaderStats()
+        self.budget = FlopBudget(cfg.training.flop_budget, cfg.training.steps) if cfg.training.flop_budget else None
         self.evaluator = TrainingEvaluator(cfg.evaluation, loader_spec, self.model, self.world.rank,
                                            self.world.world_size)
 
@@ -101,9 +103,25 @@ class Trainer:
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
         self.optimizers.step()
-        self.lr_schedulers.step()
         self.optimizers.zero_grad()
         return totals, grad_norm
+
+    def _advance_schedule(self, local_flops: float) -> None:
+        """One step of the LR schedule; with a FLOP budget, as many as the step's FLOPs (summed over ranks) are
+        worth, and the FLOPs spent are counted here, exactly, after every step."""
+        if self.budget is None:
+            self.lr_schedulers.step()
+            return
+        self.state.flops_seen += self.budget.global_flops(local_flops)
+        position = self.budget.schedule_position(self.state.flops_seen)
+        while self.lr_schedulers.schedulers[0].last_epoch < position:
+            self.lr_schedulers.step()
+
+    def _finished(self) -> bool:
+        """The run's end: `steps` steps, or with a FLOP budget, the step nearest the budget."""
+        if self.budget is not None:
+            return self.budget.reached(self.state.flops_seen, self.state.step)
+        return self.state.step >= self.cfg.training.steps
 
     def _synchronize(self, totals: Tensor, pending: "PendingCounts", preempted: bool) -> tuple[list[float], dict, bool]:
         """The one reduction of a sync point (a logged or checkpointed step): this step's loss sums, the counts since
@@ -120,7 +138,8 @@ class Trainer:
         loss_totals, rest = values[:5], values[5:]
         tokens, patches, speech, flops, wait = rest[:5]
         self.state.tokens_seen += int(tokens)
-        self.state.flops_seen += flops
+        if self.budget is None:  # with a budget, counted after every step (_advance_schedule)
+            self.state.flops_seen += flops
         counts = {"tokens": tokens, "patches": patches, "speech_seconds": speech, "flops": flops,
                   "wait": wait / self.world.world_size, "shares": rest[5: 5 + len(shares)],
                   "skipped": {r: int(n) for r, n in zip(REASONS, rest[5 + len(shares):-1]) if n}}
@@ -147,10 +166,11 @@ class Trainer:
                  self.state.step, cfg.training.steps, self.world.world_size, self.world.device)
         preemption = PreemptionFlag(os.path.join(cfg.run_dir, ".pids"), self.world.rank)
         batches = iter(self.loader)
-        last = cfg.training.stop_at or cfg.training.steps
         pending = PendingCounts()
         since = time.perf_counter()
-        while self.state.step < last:
+        stop_at = cfg.training.stop_at or None
+        finished = self._finished()
+        while not finished and self.state.step != stop_at:
             start = time.perf_counter()
             micro_batches = []
             for _ in range(cfg.training.grad_accum_steps):
@@ -158,10 +178,13 @@ class Trainer:
                 self.loader_stats.update(micro_batches[-1])
             pending.add(micro_batches, time.perf_counter() - start)
             totals, grad_norm = self.train_step(micro_batches)
+            self._advance_schedule(sum(batch.flops for batch in micro_batches))
             self.state.step += 1
             step = self.state.step
-            evaluated = self.evaluator.due(step)
-            logged = evaluated or step % cfg.training.log_interval == 0 or step == last
+            finished = self._finished()
+            last = finished or step == stop_at
+            evaluated = self.evaluator.due(step, finished)
+            logged = evaluated or step % cfg.training.log_interval == 0 or last
             # Sync points: logged steps and checkpoint steps; preemption is checked there (every log_interval steps).
             if not (logged or step % cfg.checkpoint.interval == 0):
                 continue
@@ -172,10 +195,12 @@ class Trainer:
                     record.update(self.evaluator.run())
                 self.metrics.write(record)
             pending, since = PendingCounts(), time.perf_counter()
-            self.checkpointer.save(step, force=stop or step == last)
+            self.checkpointer.save(step, force=stop or last)
             if stop:
                 LOG.warning("preemption signal: saved step %d, exiting", step)
                 break
+        if finished and self.world.is_main:
+            write_finished(cfg.run_dir, self.state.step, self.state.flops_seen)
         self.checkpointer.close()
         self.metrics.close()
         preemption.close()
