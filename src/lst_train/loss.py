@@ -93,10 +93,12 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         for start in range(0, hidden.shape[0], ctx.chunk):
             end = start + ctx.chunk
-            logits = (hidden[start:end] @ weight.T).float()
-            grad_logits = torch.exp(logits - lse[start:end, None])
-            grad_logits.scatter_add_(1, targets[start:end, None], grad_logits.new_full((len(logits), 1), -1.0))
-            grad_logits = (grad_logits * grad_losses[start:end, None]).to(hidden.dtype)
+            # softmax - one_hot(target), scaled by the incoming gradient, in place: on a CPU these passes over the
+            # [chunk, V] logits, not the matmuls, are most of the head's time.
+            grad_logits = (hidden[start:end] @ weight.T).float()
+            grad_logits.sub_(lse[start:end, None]).exp_()
+            grad_logits.scatter_add_(1, targets[start:end, None], grad_logits.new_full((len(grad_logits), 1), -1.0))
+            grad_logits = grad_logits.mul_(grad_losses[start:end, None]).to(hidden.dtype)
             grad_hidden[start:end] = grad_logits @ weight
             grad_weight += (grad_logits.T @ hidden[start:end]).float()
         return grad_hidden, grad_weight.to(weight.dtype), None, None

@@ -1,5 +1,6 @@
-"""FlexAttention on CUDA: block masks built at block granularity give the dense rule's outputs, and flex compiles a
-bounded number of times however many token lengths the batches take (never the unfused fallback)."""
+"""The mask forms of one rule give the dense rule's outputs: banded SDPA (windowed stacks on CPU), values and
+gradients; FlexAttention block masks built at block granularity (CUDA), and flex compiles a bounded number of times
+however many token lengths the batches take (never the unfused fallback)."""
 
 import random
 
@@ -15,6 +16,23 @@ from helpers import debug_config, random_stream, static_partition
 def _documents(length: int, rate: float, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.cumsum((torch.rand(length, generator=generator) < rate).long(), 0)
+
+
+def test_banded_attention_equals_the_dense_mask_in_values_and_gradients():
+    for length, window in ((512, 64), (300, 64), (17, 4), (40, 1)):  # whole blocks, a cut last block, W = 1
+        doc_ids = torch.stack([_documents(length, 0.02, 0), _documents(length, 0.2, 1), torch.zeros(length).long()])
+        q, k, v = (torch.randn(3, 2, length, 8, requires_grad=True) for _ in range(3))
+        dense = attention_mask.masked_attention(q, k, v, attention_mask.causal_document_mask(doc_ids, window))
+        banded = attention_mask.masked_attention(q, k, v, attention_mask.causal_document_banded_mask(doc_ids, window))
+        torch.testing.assert_close(banded, dense, atol=1e-5, rtol=1e-5)
+        weights = torch.randn_like(dense)
+        for a, b in zip(torch.autograd.grad((dense * weights).sum(), (q, k, v)),
+                        torch.autograd.grad((banded * weights).sum(), (q, k, v))):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    doc_ids = torch.zeros(1, 256).long()
+    assert isinstance(attention_mask.self_attention_mask(doc_ids, 64, "auto"), attention_mask.BandedMask)
+    assert isinstance(attention_mask.self_attention_mask(doc_ids, 65, "sdpa"), torch.Tensor), "W > L/4: dense"
+    assert isinstance(attention_mask.self_attention_mask(doc_ids, 0, "auto"), torch.Tensor)
 
 
 def test_block_classes_are_exact_where_full_and_cover_every_allowed_pair():

@@ -77,11 +77,12 @@ class ModelConfig:
     init_std: float = 0.02
     """Standard deviation of the normal weight init (output projections are scaled down by depth)."""
     attention: AttentionBackend = AttentionBackend.auto
-    """Self-attention: "auto" (FlexAttention block masks on CUDA, SDPA with a dense mask on CPU), "sdpa" or "flex"
-    (flex has no CPU backward)."""
+    """Self-attention: "auto" (FlexAttention block masks on CUDA, SDPA on CPU), "sdpa" or "flex" (flex has no CPU
+    backward). SDPA runs windowed stacks block by block when the window is at most a quarter of the row (scores
+    [L, 2·window] instead of [L, L]), with a dense mask otherwise."""
     output_chunk: int = 8192
     """Training loss: tokens whose logits the output head computes at once (bounds memory: fp32 logits of a whole
-    [B, T, V] batch are never held)."""
+    [B, T, V] batch are never held). On a CPU keep chunk × V × 4 bytes under ~32 MB (the CPU recipes use 256)."""
     kernels: KernelBackend = KernelBackend.auto
     """Patch-op backend (lst_kernels): "auto": Triton on CUDA, the reference on CPU; "triton" / "reference" force
     one."""

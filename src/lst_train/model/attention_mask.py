@@ -1,11 +1,16 @@
 """Self-attention masks: causal, confined to the document, optionally windowed.
 
-Two forms of one rule: a dense boolean [B, 1, L, L] mask for scaled_dot_product_attention (CPU: simple, and what
-the tests check), or a FlexAttention BlockMask that skips the masked blocks (CUDA: memory O(L) instead of O(L²)
-and no work outside the window). flex_attention has no CPU backward, so 'auto' picks flex on CUDA only.
+Three forms of one rule: a dense boolean [B, 1, L, L] mask for scaled_dot_product_attention (simple, and what the
+tests check); for a window W much shorter than L on CPU, a BandedMask: SDPA over blocks of W queries, each against
+its own and the previous block's keys (all a window reaches), so the scores are [L, 2W] instead of [L, L]; or a
+FlexAttention BlockMask that skips the masked blocks (CUDA: memory O(L) instead of O(L²) and no work outside the
+window). flex_attention has no CPU backward, so 'auto' picks flex on CUDA only.
 """
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
@@ -19,6 +24,48 @@ def causal_document_mask(doc_ids: Tensor, window: int) -> Tensor:
     if window > 0:
         mask &= (index[:, None] - index[None, :] < window)[None]
     return mask[:, None]
+
+
+@dataclass
+class BandedMask:
+    allowed: Tensor
+    """[B·n, 1, W, 2W] bool: query block b (positions bW..bW+W-1) may read keys (b-1)W..bW+W-1."""
+    window: int
+    length: int
+
+
+def causal_document_banded_mask(doc_ids: Tensor, window: int) -> BandedMask:
+    """The windowed rule of causal_document_mask, block by block (see BandedMask); positions past the row and
+    before it belong to no document (id -1): a real query never reads them."""
+    batch, length = doc_ids.shape
+    n_blocks = -(-length // window)
+    ids = F.pad(doc_ids, (window, n_blocks * window - length), value=-1)
+    index = torch.arange(-window, n_blocks * window, device=doc_ids.device)
+    q_ids, k_ids = ids[:, window:].view(batch, n_blocks, window), ids.unfold(1, 2 * window, window)
+    q_pos, k_pos = index[window:].view(n_blocks, window), index.unfold(0, 2 * window, window)
+    delta = q_pos[:, :, None] - k_pos[:, None, :]
+    allowed = ((delta >= 0) & (delta < window))[None] & (q_ids[..., :, None] == k_ids[..., None, :])
+    return BandedMask(allowed.view(batch * n_blocks, 1, window, 2 * window), window, length)
+
+
+def _key_blocks(x: Tensor, window: int, n_blocks: int) -> Tensor:
+    """[B, H, L, dh] -> [B·n, H, 2W, dh]: for each query block, the keys (values) of it and the block before."""
+    batch, heads, length, dim = x.shape
+    padded = F.pad(x, (0, 0, window, n_blocks * window - length))
+    blocks = padded.unfold(2, 2 * window, window)  # [B, H, n, dh, 2W]
+    return blocks.permute(0, 2, 1, 4, 3).reshape(batch * n_blocks, heads, 2 * window, dim)
+
+
+def banded_attention(q: Tensor, k: Tensor, v: Tensor, mask: BandedMask) -> Tensor:
+    """SDPA of q, k, v [B, H, L, dh] under a BandedMask; equal to the dense mask's result."""
+    batch, heads, length, dim = q.shape
+    window = mask.window
+    n_blocks = -(-length // window)
+    queries = F.pad(q, (0, 0, 0, n_blocks * window - length)).view(batch, heads, n_blocks, window, dim)
+    queries = queries.transpose(1, 2).reshape(batch * n_blocks, heads, window, dim)
+    out = F.scaled_dot_product_attention(queries, _key_blocks(k, window, n_blocks), _key_blocks(v, window, n_blocks),
+                                         attn_mask=mask.allowed)
+    return out.view(batch, n_blocks, heads, window, dim).transpose(1, 2).reshape(batch, heads, -1, dim)[:, :, :length]
 
 
 def causal_document_block_mask(doc_ids: Tensor, window: int) -> BlockMask:
@@ -65,10 +112,13 @@ def _kv_blocks(selected: Tensor) -> tuple[Tensor, Tensor]:
     return selected.sum(dim=-1, dtype=torch.int32)[:, None], order.to(torch.int32)[:, None]
 
 
-def self_attention_mask(doc_ids: Tensor, window: int, attention: str) -> Tensor | BlockMask:
-    """The mask in the form the configured attention ('auto' | 'sdpa' | 'flex') consumes."""
+def self_attention_mask(doc_ids: Tensor, window: int, attention: str) -> Tensor | BandedMask | BlockMask:
+    """The mask in the form the configured attention ('auto' | 'sdpa' | 'flex') consumes: SDPA goes banded when
+    the window is at most a quarter of the row (half the scores or fewer)."""
     if attention == "flex" or (attention == "auto" and doc_ids.is_cuda):
         return causal_document_block_mask(doc_ids, window)
+    if 0 < window and 4 * window <= doc_ids.shape[1]:
+        return causal_document_banded_mask(doc_ids, window)
     return causal_document_mask(doc_ids, window)
 
 
@@ -88,8 +138,10 @@ def compiled_flex_attention(backend="inductor"):
     return _compiled_flex[backend]
 
 
-def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | BlockMask) -> Tensor:
-    """q, k, v [B, H, L, dh] under either mask form."""
+def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | BandedMask | BlockMask) -> Tensor:
+    """q, k, v [B, H, L, dh] under any mask form."""
+    if isinstance(mask, BandedMask):
+        return banded_attention(q, k, v, mask)
     if isinstance(mask, BlockMask):
         if q.is_cuda:  # flex_attention is fast only compiled
             return compiled_flex_attention()(q, k, v, block_mask=mask)
