@@ -128,6 +128,19 @@ def test_text_shards_and_heldout_are_disjoint(corpus: Path) -> None:
     assert not set(transcripts) & set(text)
 
 
+def test_heldout_loss_splits_are_spoken_held_out_books_apart_from_each_other(corpus: Path) -> None:
+    trained = "\n".join(_text_lines(corpus) + [meta["text"] for _, _, meta in _speech_samples(corpus)])
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    seen = {}
+    for split, books in demo_corpus.SPLIT_BOOKS.items():
+        samples, text = _speech_samples(corpus / split), _text_lines(corpus / split)
+        assert samples and len(text) == manifest["splits"][split]["text_lines"] > 50
+        assert {meta["ref"].rsplit(" ", 1)[0] for _, _, meta in samples} <= set(books)
+        assert not any(line in trained for line in text + [meta["text"] for _, _, meta in samples])
+        seen[split] = set(text)
+    assert not seen["valid"] & seen["test"]
+
+
 def test_tokenizer_loads_with_tiktoken(corpus: Path) -> None:
     ranks = tiktoken.load.load_tiktoken_bpe(str(corpus / "tokenizer.tiktoken"))
     assert len(ranks) == 512

@@ -1,5 +1,6 @@
 """`make demo`'s pipeline at the smallest scale: corpus, eval set, 3 families under torchrun, evaluation, report."""
 
+import json
 import os
 import re
 import subprocess
@@ -41,6 +42,17 @@ def test_demo_at_the_smallest_scale_writes_the_whole_report(tmp_path):
         for cell in shares:
             realised, wanted = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+)\)", cell).groups())
             assert abs(realised - wanted) < 0.15, mix
+    heldout = report.split("## Held-out loss")[1].split("##")[0]
+    heldout_json = json.loads((out / "heldout.json").read_text())
+    for family in families:
+        cells = re.search(rf"\| {family} \| (.*) \|", heldout).group(1).split(" | ")
+        assert len(cells) == 6 and "-" not in cells  # valid and test: per speech second, speech token, text token
+        test = heldout_json[family]["test"]["sources"]
+        assert float(cells[3]) == pytest.approx(test[0]["nats_per_speech_second"], rel=1e-3)
+        assert test[0]["documents"] >= 1 and test[1]["documents"] > 50
+    targets = {(r["test"]["sources"][0]["speech_tokens"], r["test"]["sources"][1]["text_tokens"])
+               for r in heldout_json.values()}
+    assert len(targets) == 1, "every family scored the same held-out targets"
     for plot in ("loss_vs_flops.png", "accuracy.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in report
     assert "tensorboard --logdir" in result.stdout and os.path.join(str(out), "sweep", "runs") in result.stdout

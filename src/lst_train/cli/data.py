@@ -24,7 +24,10 @@ def _run_build_demo(args: argparse.Namespace) -> None:
     speech, text = manifest["speech"], manifest["text"]
     print(f"wrote {args.out}: {speech['samples']} utterances, {speech['seconds'] / 60:.1f} min of speech "
           f"({speech['shards']} shards), {text['lines']} text lines ({text['chars']:,} chars), "
-          f"{manifest['heldout']['lines']} held-out lines, {manifest['tokenizer']['ranks']} BPE ranks; "
+          f"{manifest['heldout']['lines']} held-out lines, held-out loss splits "
+          + ", ".join(f"{name} ({split['speech']['seconds'] / 60:.1f} min, {split['text_lines']} lines)"
+                      for name, split in manifest["splits"].items())
+          + f", {manifest['tokenizer']['ranks']} BPE ranks; "
           f"{time.perf_counter() - start:.1f} s")
 
 

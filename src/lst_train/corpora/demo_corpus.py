@@ -1,8 +1,10 @@
 """`lst-train data build-demo`: a small offline speech+text corpus from public-domain text and espeak-ng.
 
 Text is the King James Version of the Bible (Debian `bible-kjv`), split by book into three disjoint parts:
-speech (spoken by espeak-ng with seeded voices and rates, with word timings), text-only shards, and a held-out
-slice for evaluation. A BPE ranks file is trained on the text part. Same seed -> byte-identical output.
+speech (spoken by espeak-ng with seeded voices and rates, with word timings), text-only shards, and six held-out
+books: their text for the evaluation stories (heldout/text.jsonl), and two held-out loss splits of three books
+each, `valid/` (to choose settings on) and `test/` (to report on), with speech and text shards like training's.
+A BPE ranks file is trained on the text part. Same seed -> byte-identical output.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ SOURCE = {"name": "King James Version of the Bible (1611)", "via": "Debian packa
           "licence": "public domain (copyright expired)"}
 BIBLE_INSTALL = "apt-get install -y bible-kjv"
 HELDOUT_BOOKS = ("1 Kings", "Song of Solomon", "Micah", "Acts", "2 Timothy", "Revelation")
+SPLIT_BOOKS = {"valid": ("1 Kings", "Micah", "2 Timothy"), "test": ("Song of Solomon", "Acts", "Revelation")}
+SPLIT_SHARE = 0.125  # each held-out split's speech, as a share of the training speech minutes
+LAYOUT = 2  # 2: with the valid/ and test/ held-out loss splits
 BASE_VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc")
 VARIANTS = ("", "+m1", "+m3", "+f1", "+f3")
 RATES = (140, 190)  # words per minute, inclusive
@@ -278,11 +283,19 @@ def build_demo_corpus(out: Path, minutes: float = 20.0, seed: int = 0, vocab_siz
     (out / "heldout").mkdir()
     (out / "heldout" / "text.jsonl").write_text(
         "".join(json.dumps({"text": text, "ref": ref}) + "\n" for text, ref in heldout))
+    splits = {}
+    for split, books in SPLIT_BOOKS.items():
+        verses = [v for v in parts["heldout"] if v.book in books]
+        counts = write_speech(out / split, verses, minutes * 60 * SPLIT_SHARE, random.Random(f"{seed}|{split}"))
+        split_texts = [text for text, _ in paragraphs(verses)]
+        (out / split / "text").mkdir()
+        write_jsonl_zst(out / split / "text" / "shard-000000.jsonl.zst", split_texts)
+        splits[split] = {"books": list(books), "speech": counts, "text_lines": len(split_texts)}
 
     ranks = train_bpe(texts, vocab_size)
     write_ranks(ranks, out / "tokenizer.tiktoken")
     manifest = {
-        "seed": seed, "minutes": minutes,
+        "layout": LAYOUT, "seed": seed, "minutes": minutes, "splits": splits,
         "speech": speech | {"sample_rate": rate, "rates": list(RATES), "shard_samples": SPEECH_SHARD_SAMPLES},
         "text": {"lines": len(texts), "chars": sum(map(len, texts)), "shards": -(-len(texts) // TEXT_SHARD_LINES)},
         "heldout": {"lines": len(heldout), "chars": sum(len(t) for t, _ in heldout)},

@@ -1,10 +1,15 @@
-"""Scores every family's final model on the demo evaluation set in S→S, T→T, S→T, T→S, in this process.
+"""Scores every family's final model, in this process: on the demo evaluation set in S→S, T→T, S→T, T→S, and the
+held-out loss on the corpus's valid/ and test/ splits (speech-only and text documents: the same tokens for every
+family and seed).
 
 The families share the codec and vocabulary, so each audio file goes through Mimi once for all of them.
 """
 
+from lst_train.config import SourceConfig, SourceKind
+from lst_train.data.heldout import heldout_documents
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_text import SpeechTextTokenizer
+from lst_train.evaluation.heldout import heldout_loss
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
 from lst_train.export import load_for_eval
@@ -29,4 +34,31 @@ def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 1
         results[family]["skipped"] = family_skips.as_dict()
         line = ", ".join(f"{s} {results[family][s]['accuracy_mean']:.3f}" for s in SETTINGS)
         out(f"{family}: accuracy (per-token mean) {line} on {results[family]['s2s']['items']} items")
+    return results
+
+
+def split_sources(split_dir: str) -> list[SourceConfig]:
+    """A held-out split of the demo corpus: its speech as speech-only documents, then its text."""
+    return [SourceConfig(kind=SourceKind.speech, path=f"{split_dir}/speech/*.tar", sequence="speech"),
+            SourceConfig(kind=SourceKind.text, path=f"{split_dir}/text/*.jsonl.zst")]
+
+
+def heldout_runs(run_dirs: dict[str, str], splits: dict[str, str], max_documents: int = 400,
+                 batch_size: int = 8, out=print) -> dict:
+    """run name -> split name -> heldout_loss result ({"total", "sources": [speech, text]}) on every split dir."""
+    documents, tokenizer, results = {}, None, {}
+    for name, run_dir in run_dirs.items():
+        model, cfg = load_for_eval(run_dir)
+        tokenizer = tokenizer or SpeechTextTokenizer.from_config(cfg.data, model.vocab)
+        patcher = evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)
+        results[name] = {}
+        for split, path in splits.items():
+            if split not in documents:  # read (and encode) once: the documents do not depend on the model
+                documents[split] = heldout_documents(cfg.data, split_sources(path), tokenizer, max_documents, 4096,
+                                                     SkipCounter())
+            results[name][split] = heldout_loss(model, documents[split], model.vocab, patcher, 2, batch_size,
+                                                cfg.data.pad_to_multiple)
+        test = results[name][list(splits)[-1]]
+        out(f"{name}: held-out {list(splits)[-1]}: {test['sources'][0]['nats_per_speech_second']:.3f} nats per "
+            f"second of speech, {test['sources'][1]['nats_per_text_token']:.4f} per text token")
     return results

@@ -4,7 +4,8 @@
 2. a held-out StoryCloze-like evaluation set, spoken;
 3. the sweep in recipes/sweep_make_demo.yaml (baseline, LST static-4, LST curriculum at equal training FLOPs), planned;
 4. trained under torchrun (2 ranks by default), streaming the training logs;
-5. every family scored in S→S, T→T, S→T, T→S; report.md with the tables and plots.
+5. every family scored in S→S, T→T, S→T, T→S and by its held-out loss (valid and test splits, the same tokens for
+   every family); report.md with the tables and plots.
 Re-running reuses what is finished (corpus, evaluation set, finished runs) and resumes an interrupted run.
 `--scale` multiplies the corpus, the evaluation set and the FLOP budget.
 """
@@ -16,8 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
-from lst_train.corpora.demo_corpus import build_demo_corpus
-from lst_train.demo.evaluate import evaluate_runs
+from lst_train.corpora.demo_corpus import LAYOUT, build_demo_corpus
+from lst_train.demo.evaluate import evaluate_runs, heldout_runs
 from lst_train.demo.report import write_report
 from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
@@ -45,7 +46,7 @@ def _reusable(path: str, wanted: dict) -> bool:
 
 
 def demo_corpus(path: str, minutes: float) -> None:
-    if _reusable(path, {"minutes": minutes}):
+    if _reusable(path, {"minutes": minutes, "layout": LAYOUT}):
         print(f"reusing {path} ({minutes:g} min of speech)")
         return
     shutil.rmtree(path, ignore_errors=True)
@@ -104,15 +105,19 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     rows = collect(sweep)
     for row, cell in zip(rows, plan.cells):
         row["run_dir"] = cell.run_dir
-    _stage(5, "evaluate S→S, T→T, S→T, T→S and write the report")
+    _stage(5, "evaluate S→S, T→T, S→T, T→S and the held-out loss, write the report")
     accuracies = evaluate_runs({cell.family: cell.run_dir for cell in plan.cells}, items)
+    splits = {split: os.path.join(out, "data", split) for split in ("valid", "test")}
+    heldout = heldout_runs({cell.family: cell.run_dir for cell in plan.cells}, splits)
+    with open(os.path.join(out, "heldout.json"), "w") as f:
+        json.dump(heldout, f, indent=1)
     minutes_taken = (time.perf_counter() - start) / 60
     header = [f"Scale {scale:g}: {minutes:g} min of speech, {n_items} evaluation stories, {ranks} rank(s) per run, "
               f"{os.cpu_count()} CPU cores; the whole demo took {minutes_taken:.1f} min.",
               f"Families: {', '.join(f.name for f in sweep.families)}; control: {sweep.control} "
               f"(budget {', '.join(f'{b:.3g}' for b in sweep.budgets)} FLOPs)."]
     tensorboard = f"tensorboard --logdir {os.path.join(sweep.out_dir, 'runs')}"
-    report = write_report(out, header, table, rows, accuracies, 2, reference_family(sweep), tensorboard)
+    report = write_report(out, header, table, rows, accuracies, heldout, 2, reference_family(sweep), tensorboard)
     print(f"\nreport: {report}\nTensorBoard logs: {os.path.join(sweep.out_dir, 'runs')}/*/tb — view them with\n"
           f"  .venv/bin/{tensorboard}\nthen open http://localhost:6006")
     return report

@@ -119,17 +119,41 @@ def accuracy_table(accuracies: dict) -> list[str]:
     return lines
 
 
+def heldout_table(heldout: dict) -> list[str]:
+    """Per family and split: nats per second of speech and per speech token on the speech documents, nats per
+    text token on the text documents."""
+    splits = list(next(iter(heldout.values()))) if heldout else []
+    head = " | ".join(f"{split}: {what}" for split in splits
+                      for what in ("nats / speech second", "nats / speech token", "nats / text token"))
+    lines = [f"| family | {head} |", "|" + "---|" * (3 * len(splits) + 1)]
+    for family, results in heldout.items():
+        cells = " | ".join(f"{_number(r['sources'][0]['nats_per_speech_second'])} | "
+                           f"{_number(r['sources'][0]['nats_per_speech_token'])} | "
+                           f"{_number(r['sources'][1]['nats_per_text_token'])}" for r in results.values())
+        lines.append(f"| {family} | {cells} |")
+    if heldout:
+        first = next(iter(heldout.values()))
+        lines += ["", "Documents: " + "; ".join(
+            f"{split} {r['sources'][0]['documents']} spoken ({r['sources'][0]['speech_seconds']:.0f} s), "
+            f"{r['sources'][1]['documents']} text" for split, r in first.items()) + "."]
+    return lines
+
+
 def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[dict], accuracies: dict,
-                 n_endings: int, reference: str, tensorboard: str) -> str:
+                 heldout: dict, n_endings: int, reference: str, tensorboard: str) -> str:
     """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path."""
     loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
     lines = ["# lst_train demo: baseline vs LST at equal training FLOPs", "", *header, "",
              "## Results (final training losses: mean of the last 10% of logged steps)", "", *results_table(rows), "",
-             "Training FLOPs are the trainer's exact count (`flops_seen`). Steps were planned from the loader's first "
-             "batches, which hold fewer tokens per row than later ones, so LST families land some percent above "
-             "the budget (docs/sweeps.md).", "",
+             "Training FLOPs are the trainer's exact count (`flops_seen`, summed over ranks after every step); "
+             "every run stops at the step nearest its budget (`training.flop_budget`), its LR schedule laid over "
+             "the budget's FLOPs, so the families differ in steps, not in compute.", "",
              *comparison(rows, reference), "",
+             "## Held-out loss (books no family trained on; the same documents, hence the same target tokens, for "
+             "every family)", "", *heldout_table(heldout), "",
+             "Per second of speech is the measure to compare; `valid` is for choosing settings, `test` for "
+             "reporting (docs/science.md).", "",
              "## Data mix (realised share of the training tokens per source, and the share its weight asks for)", "",
              *token_share_table(rows), "",
              "These are 2M-parameter models on 20 minutes of synthetic speech (times the scale): losses and "
