@@ -14,11 +14,11 @@ import yaml
 from helpers import RECIPES, REPO
 from helpers.data import WORDS, units_corpus
 from lst_train.config import ConfigError
-from lst_train.sweeps.collect import read_csv
 from lst_train.config.sweep import load_sweep
+from lst_train.sweeps.collect import read_csv
 from lst_train.sweeps.fit import fit_power_law
-from lst_train.sweeps.plan import plan_sweep
-from lst_train.sweeps.plot import plot
+from lst_train.sweeps.plan import cell_config, plan_sweep
+from lst_train.sweeps.plot import fit_points, plot
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -65,6 +65,24 @@ def test_compute_control_gives_equal_flops_across_families(corpus, tmp_path):
             assert cells[0].steps != cells[1].steps
     lst = _by(plan, "lst-static4", 1e12)
     assert lst.tokens_per_step > 1.2 * lst.units_per_step  # speech patches of up to 4 tokens, mostly speech
+
+
+def test_seeds_give_one_run_per_seed_with_its_own_init_and_data_order(corpus, tmp_path):
+    sweep = load_sweep(_write_sweep(tmp_path / "s.yaml", corpus, seeds=[3, 5]))
+    plan = plan_sweep(sweep)
+    assert [c.name for c in plan.cells] == ["baseline-g32-C1e12-s3", "baseline-g32-C1e12-s5",
+                                            "lst-static4-g32-C1e12-s3", "lst-static4-g32-C1e12-s5"]
+    for cell in plan.cells:
+        cfg = cell_config(plan, cell)
+        assert cfg.training.seed == cfg.data.seed == cell.seed and cfg.training.flop_budget == cell.budget
+    assert plan.cells[0].steps == plan.cells[1].steps, "the plan does not depend on the seed"
+
+
+def test_the_frontier_averages_seeds_before_choosing_a_size():
+    rows = [{"family": "f", "status": "done", "size": size, "budget": 1.0, "flops": 1.0, "loss": loss}
+            for size, loss in (("a", 2.0), ("a", 4.0), ("b", 2.5), ("b", 2.9))]
+    assert fit_points(rows, "f", "loss", "frontier") == ([1.0], [pytest.approx(2.7)]), "b: mean 2.7 beats a's 3.0"
+    assert len(fit_points(rows, "f", "loss", "all")[1]) == 4
 
 
 def test_units_control_gives_equal_steps_and_units(corpus, tmp_path):
@@ -183,11 +201,11 @@ def test_fit_recovers_a_known_power_law():
 def test_plot_writes_png_fits_and_summary(corpus, tmp_path):
     sweep = load_sweep(_write_sweep(tmp_path / "s.yaml", corpus))
     Path(sweep.out_dir).mkdir()
-    rows = [{"cell": f"{family}-{c:.0e}", "family": family, "status": "done", "budget": c, "flops": c,
+    rows = [{"cell": f"{family}-{c:.0e}", "family": family, "size": "big", "status": "done", "budget": c, "flops": c,
              "loss": a * c ** -0.1 + 2.0, "speech_seconds_per_s": 3.0, "eval/toy/s2s/accuracy_mean": 0.5}
             for family, a in (("baseline", 40.0), ("lst", 35.0)) for c in np.geomspace(1e12, 1e14, 5)]
     # A smaller size at each budget, worse: the frontier fit ignores it.
-    rows += [{**row, "cell": row["cell"] + "-small", "loss": row["loss"] + 0.5} for row in rows]
+    rows += [{**row, "cell": row["cell"] + "-small", "size": "small", "loss": row["loss"] + 0.5} for row in rows]
     files = plot(sweep, rows)
     for path in (files.loss, files.accuracy):
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

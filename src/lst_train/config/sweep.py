@@ -119,6 +119,9 @@ class SweepConfig:
     """Family whose steps the 'units' and 'data' modes copy (default: the first baseline family, else the first)."""
     overrides: list[str] = field(default_factory=list)
     """key=value overrides applied to every cell before the family's and the size's."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Each cell is trained once per seed (training.seed: the initialisation; data.seed: shard order, interleaving
+    and patch choices), named CELL-sSEED when there are several; reports give the mean ± std over seeds."""
     ranks: int = 1
     """Training processes per cell (the global batch is data.batch_size × grad_accum_steps × ranks)."""
     measure_batches: int = 16
@@ -177,6 +180,8 @@ def validate_sweep(cfg: SweepConfig) -> None:
     check(len(set(size_names)) == len(size_names), "sizes", f"names must be unique, got {size_names}")
     check(bool(cfg.budgets) and all(b > 0 for b in cfg.budgets), "budgets",
           f"must be a non-empty list of positive FLOP counts, e.g. [1e12, 3e12], got {cfg.budgets}")
+    check(bool(cfg.seeds) and len(set(cfg.seeds)) == len(cfg.seeds), "seeds",
+          f"must be a non-empty list of distinct integers, e.g. [0, 1, 2], got {cfg.seeds}")
     check(cfg.ranks >= 1, "ranks", f"must be >= 1, got {cfg.ranks}")
     check(cfg.measure_batches >= 1, "measure_batches", f"must be >= 1, got {cfg.measure_batches}")
     check(0 <= cfg.speech_token_fraction <= 1, "speech_token_fraction", "must be in [0, 1]")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lst_train.corpora.demo_corpus import LAYOUT, build_demo_corpus
 from lst_train.demo.evaluate import evaluate_runs, heldout_runs
-from lst_train.demo.report import write_report
+from lst_train.demo.report import run_label, write_report
 from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
 from lst_train.config.sweep import load_sweep, validate_sweep
@@ -64,8 +64,9 @@ def demo_eval_set(path: str, items: int) -> str:
     return os.path.join(path, "storycloze_2way.jsonl")
 
 
-def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int):
-    """The sweep file, pointed at this demo's data and output, its budgets times `scale`."""
+def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[int] | None = None):
+    """The sweep file, pointed at this demo's data and output, its budgets times `scale` (and `seeds`, if given,
+    instead of its own)."""
     sweep = load_sweep(sweep_file)
     data = os.path.join(out, "data")
     speech, text = f"'{data}/speech/*.tar'", f"'{data}/text/*.jsonl.zst'"
@@ -76,12 +77,14 @@ def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int):
     overrides = [f"data.sources={sources}", f"data.tokenizer={data}/tokenizer.tiktoken",
                  f"data.cache_dir={os.path.join(out, 'cache')}"]
     sweep = dataclasses.replace(sweep, out_dir=os.path.join(out, "sweep"), ranks=ranks,
-                                budgets=[b * scale for b in sweep.budgets], overrides=sweep.overrides + overrides)
+                                budgets=[b * scale for b in sweep.budgets], overrides=sweep.overrides + overrides,
+                                seeds=seeds or sweep.seeds)
     validate_sweep(sweep)
     return sweep
 
 
-def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEFAULT_SWEEP) -> str:
+def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEFAULT_SWEEP,
+             seeds: list[int] | None = None) -> str:
     """Runs every stage; returns the report's path."""
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
@@ -92,7 +95,7 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     _stage(2, f"evaluation set: {n_items} held-out stories, spoken")
     items = demo_eval_set(os.path.join(out, "eval"), n_items)
     _stage(3, "plan: equal training FLOPs per family (exact counter)")
-    sweep = demo_sweep(sweep_file, out, scale, ranks)
+    sweep = demo_sweep(sweep_file, out, scale, ranks, seeds)
     plan = plan_sweep(sweep)
     write_plan(plan)
     table = format_table(plan)
@@ -106,15 +109,17 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     for row, cell in zip(rows, plan.cells):
         row["run_dir"] = cell.run_dir
     _stage(5, "evaluate S→S, T→T, S→T, T→S and the held-out loss, write the report")
-    accuracies = evaluate_runs({cell.family: cell.run_dir for cell in plan.cells}, items)
+    runs = {run_label(row): cell.run_dir for row, cell in zip(rows, plan.cells)}
+    accuracies = evaluate_runs(runs, items)
     splits = {split: os.path.join(out, "data", split) for split in ("valid", "test")}
-    heldout = heldout_runs({cell.family: cell.run_dir for cell in plan.cells}, splits)
+    heldout = heldout_runs(runs, splits)
     with open(os.path.join(out, "heldout.json"), "w") as f:
         json.dump(heldout, f, indent=1)
     minutes_taken = (time.perf_counter() - start) / 60
     header = [f"Scale {scale:g}: {minutes:g} min of speech, {n_items} evaluation stories, {ranks} rank(s) per run, "
               f"{os.cpu_count()} CPU cores; the whole demo took {minutes_taken:.1f} min.",
-              f"Families: {', '.join(f.name for f in sweep.families)}; control: {sweep.control} "
+              f"Families: {', '.join(f.name for f in sweep.families)}; seeds: {', '.join(map(str, sweep.seeds))}; "
+              f"control: {sweep.control} "
               f"(budget {', '.join(f'{b:.3g}' for b in sweep.budgets)} FLOPs)."]
     tensorboard = f"tensorboard --logdir {os.path.join(sweep.out_dir, 'runs')}"
     report = write_report(out, header, table, rows, accuracies, heldout, 2, reference_family(sweep), tensorboard)

@@ -1,6 +1,7 @@
 """The demo's report: demo_out/report.md with the results and accuracy tables, and two PNG plots."""
 
 import os
+import statistics
 
 import matplotlib
 import yaml
@@ -19,6 +20,12 @@ def _number(value, spec: str = ".4g") -> str:
     return "-" if value is None or value == "" else format(value, spec)
 
 
+def run_label(row: dict) -> str:
+    """A run's name in the tables: its family, and its seed when the sweep has several (cells named CELL-sSEED)."""
+    seed = int(row.get("seed") or 0)
+    return f"{row['family']} s{seed}" if row["cell"].endswith(f"-s{seed}") else row["family"]
+
+
 def loss_curves_plot(rows: list[dict], path: str) -> None:
     """Training loss vs FLOPs seen (exact, all ranks) per family: overall, text and speech tokens."""
     fig, axes = plt.subplots(1, len(LOSSES), figsize=(13, 3.8))
@@ -27,7 +34,7 @@ def loss_curves_plot(rows: list[dict], path: str) -> None:
         for ax, (key, _) in zip(axes, LOSSES):
             points = [(r["flops_seen"], r[key]) for r in records if r.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), "o-", markersize=3, color=f"C{i}", label=row["family"])
+                ax.plot(*zip(*points), "o-", markersize=3, color=f"C{i}", label=run_label(row))
     for ax, (key, title) in zip(axes, LOSSES):
         ax.set(xscale="log", xlabel="training FLOPs", ylabel=key, title=f"training loss, {title}")
     axes[0].legend(fontsize=8)
@@ -37,7 +44,7 @@ def loss_curves_plot(rows: list[dict], path: str) -> None:
 
 
 def accuracy_plot(accuracies: dict, n_endings: int, path: str) -> None:
-    """Accuracy (per-token mean) per setting, one bar per family, with the chance level."""
+    """Accuracy (per-token mean) per setting, one bar per run, with the chance level."""
     families = list(accuracies)
     width = 0.8 / max(len(families), 1)
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -59,7 +66,7 @@ def results_table(rows: list[dict]) -> list[str]:
              "| global units | loss | text loss | speech loss | speech s/s | tokens/s |", "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['family']} | {r['params_total'] / 1e6:.2f}M / {r['params_global'] / 1e6:.2f}M "
+            f"| {run_label(r)} | {r['params_total'] / 1e6:.2f}M / {r['params_global'] / 1e6:.2f}M "
             f"| {_number(r['flops'], '.3e')} ({r['flops'] / r['budget'] - 1:+.1%}) | {r['steps_done']} "
             f"| {_number(r['tokens'], ',.0f')} "
             f"| {_number(r['speech_hours'], '.3f')} | {_number(r['global_units'], ',.0f')} | {_number(r['loss'])} "
@@ -69,16 +76,16 @@ def results_table(rows: list[dict]) -> list[str]:
 
 
 def comparison(rows: list[dict], reference: str) -> list[str]:
-    """One line per family: what it got for the reference family's compute."""
-    ref = next(r for r in rows if r["family"] == reference)
+    """One line per run: what it got for the reference family's compute (its run of the same seed)."""
     lines = []
     for r in rows:
-        if r is ref:
+        ref = next((x for x in rows if x["family"] == reference and x.get("seed") == r.get("seed")), None)
+        if ref is None or r is ref:
             continue
         ratio = {key: r[key] / ref[key] for key in ("flops", "tokens", "speech_hours", "global_units")}
         losses = ", ".join(f"{name} {_number(r[key])} vs {_number(ref[key])}"
                            for key, name in (("loss_text", "text"), ("loss_speech", "speech")))
-        lines.append(f"- {r['family']}: {ratio['flops']:.2f}x the {reference}'s training FLOPs bought "
+        lines.append(f"- {run_label(r)}: {ratio['flops']:.2f}x the {reference}'s training FLOPs bought "
                      f"{ratio['tokens']:.2f}x its raw tokens and {ratio['speech_hours']:.2f}x its speech hours, in "
                      f"{ratio['global_units']:.2f}x its global units; final loss {_number(r['loss'])} vs "
                      f"{_number(ref['loss'])} ({losses}).")
@@ -102,7 +109,7 @@ def token_share_table(rows: list[dict]) -> list[str]:
         total = sum(s["weight"] for s in sources)
         cells = " | ".join(f"{_number(share, '.3f')} ({s['weight'] / total:.3f})"
                            for share, s in zip(shares.values(), sources))
-        lines.append(f"| {r['family']} | {cells} |")
+        lines.append(f"| {run_label(r)} | {cells} |")
     return lines
 
 
@@ -120,7 +127,7 @@ def accuracy_table(accuracies: dict) -> list[str]:
 
 
 def heldout_table(heldout: dict) -> list[str]:
-    """Per family and split: nats per second of speech and per speech token on the speech documents, nats per
+    """Per run and split: nats per second of speech and per speech token on the speech documents, nats per
     text token on the text documents."""
     splits = list(next(iter(heldout.values()))) if heldout else []
     head = " | ".join(f"{split}: {what}" for split in splits
@@ -139,6 +146,42 @@ def heldout_table(heldout: dict) -> list[str]:
     return lines
 
 
+def _spread(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:+.4f} (one seed: no spread)" if values else "-"
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    return f"{mean:+.4f} ± {std:.4f}"
+
+
+def verdict(rows: list[dict], heldout: dict, reference: str, split: str = "test") -> list[str]:
+    """Per family, its held-out difference to the reference family, seed by seed, as mean ± std over seeds:
+    nats per second of speech and per text token (negative: lower loss than the reference)."""
+    by_run = {run_label(r): r for r in rows}
+    ref_runs = {r.get("seed"): label for label, r in by_run.items() if r["family"] == reference}
+    families = list(dict.fromkeys(r["family"] for r in rows if r["family"] != reference))
+    lines = []
+    for family in families:
+        speech, text = [], []
+        for label, r in by_run.items():
+            ref = ref_runs.get(r.get("seed"))
+            if r["family"] != family or ref is None or label not in heldout or ref not in heldout:
+                continue
+            mine, theirs = heldout[label][split]["sources"], heldout[ref][split]["sources"]
+            speech.append(mine[0]["nats_per_speech_second"] - theirs[0]["nats_per_speech_second"])
+            text.append(mine[1]["nats_per_text_token"] - theirs[1]["nats_per_text_token"])
+        if not speech:
+            continue
+        mean = statistics.fmean(speech)
+        where = f"{'ahead of' if mean < 0 else 'behind'} the {reference}"
+        if len(speech) > 1:
+            where += ", beyond" if abs(mean) > 2 * statistics.stdev(speech) else ", within"
+            where += " two standard deviations"
+        lines.append(f"- {family} vs {reference}, held-out {split}, {len(speech)} seed(s), equal training FLOPs: "
+                     f"speech {_spread(speech)} nats per second of speech ({where}); text {_spread(text)} nats per "
+                     "text token.")
+    return lines
+
+
 def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[dict], accuracies: dict,
                  heldout: dict, n_endings: int, reference: str, tensorboard: str) -> str:
     """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path."""
@@ -150,6 +193,8 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
              "every run stops at the step nearest its budget (`training.flop_budget`), its LR schedule laid over "
              "the budget's FLOPs, so the families differ in steps, not in compute.", "",
              *comparison(rows, reference), "",
+             "## Verdict (held-out test split: the LST family's loss minus the baseline's, per seed)", "",
+             *verdict(rows, heldout, reference), "",
              "## Held-out loss (books no family trained on; the same documents, hence the same target tokens, for "
              "every family)", "", *heldout_table(heldout), "",
              "Per second of speech is the measure to compare; `valid` is for choosing settings, `test` for "

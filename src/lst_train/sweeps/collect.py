@@ -8,7 +8,7 @@ from lst_train.runs import finished, read_metrics
 from lst_train.config.sweep import SweepConfig
 from lst_train.sweeps.plan import Cell, read_plan
 
-FIXED = ("cell", "family", "arch", "size", "budget", "status", "steps", "steps_done", "params_global",
+FIXED = ("cell", "family", "arch", "size", "budget", "seed", "status", "steps", "steps_done", "params_global",
          "params_total", "flops_per_step", "flops_planned", "flops", "tokens", "speech_hours", "global_units", "loss",
          "loss_text", "loss_speech", "val_loss", "val_loss_text", "val_loss_speech", "tokens_per_s",
          "speech_seconds_per_s")
@@ -28,6 +28,7 @@ def cell_row(cell: Cell) -> dict:
     records = read_metrics(cell.run_dir)
     done = records[-1]["step"] if records else 0
     row = {"cell": cell.name, "family": cell.family, "arch": cell.arch, "size": cell.size, "budget": cell.budget,
+           "seed": cell.seed,
            "status": "done" if finished(cell.run_dir) else ("partial" if records else "missing"),
            "steps": cell.steps, "steps_done": done, "params_global": cell.params["global_transformer"],
            "params_total": cell.params["total"], "flops_per_step": cell.flops_per_step,

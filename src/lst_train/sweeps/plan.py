@@ -30,6 +30,8 @@ class Cell:
     speech_seconds_per_step: float
     config: str
     run_dir: str
+    seed: int = 0
+    """training.seed and data.seed of the run."""
 
     @property
     def flops(self) -> float:
@@ -130,10 +132,12 @@ def plan_sweep(sweep: SweepConfig) -> Plan:
                     steps = ref_steps
                 else:
                     steps = max(1, round(ref_steps * per_step[ref][2] / tokens))
-                cell = f"{name}-{size.name}-C{budget_label(budget)}"
-                cells.append(Cell(cell, name, cfg.model.arch, size.name, budget, steps, param_counts(cfg.model),
-                                  flops, tokens, units, speech, os.path.join(sweep.out_dir, "configs", f"{cell}.yaml"),
-                                  os.path.join(sweep.out_dir, "runs", cell)))
+                for seed in sweep.seeds:
+                    cell = f"{name}-{size.name}-C{budget_label(budget)}" + (f"-s{seed}" if len(sweep.seeds) > 1 else "")
+                    cells.append(Cell(cell, name, cfg.model.arch, size.name, budget, steps, param_counts(cfg.model),
+                                      flops, tokens, units, speech,
+                                      os.path.join(sweep.out_dir, "configs", f"{cell}.yaml"),
+                                      os.path.join(sweep.out_dir, "runs", cell), seed))
     return Plan(sweep, cells, {name: p.source for name, p in profiles.items()})
 
 
@@ -144,7 +148,8 @@ def cell_config(plan: Plan, cell: Cell) -> Config:
     size = next(s for s in sizes_of(sweep) if s.name == cell.size)
     derived = [f"training.steps={cell.steps}", "training.stop_at=0",
                f"training.warmup_steps={round(sweep.warmup_fraction * cell.steps)}",
-               f"run_dir={cell.run_dir}", "checkpoint.resume=auto", f"evaluation.at_end={sweep.evaluate_at_end}"]
+               f"run_dir={cell.run_dir}", "checkpoint.resume=auto", f"evaluation.at_end={sweep.evaluate_at_end}",
+               f"training.seed={cell.seed}", f"data.seed={cell.seed}"]
     if sweep.control == "compute":  # the run stops on its budget; the planned steps are the schedule's units
         derived.append(f"training.flop_budget={cell.budget}")
     if sweep.evaluate_at_end:

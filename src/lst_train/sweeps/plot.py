@@ -1,6 +1,7 @@
 """`lst-train sweep plot`: fit L(C) per family, plot loss and accuracy vs FLOPs, write a markdown summary."""
 
 import os
+import statistics
 from dataclasses import dataclass
 
 import matplotlib
@@ -27,16 +28,21 @@ def _families(rows: list[dict]) -> list[str]:
 
 
 def fit_points(rows: list[dict], family: str, key: str, how: str) -> tuple[list[float], list[float]]:
-    """(FLOPs, value) of a family's finished cells that have the value: 'all' of them, or the 'frontier': per
-    budget, the cell (size) with the lowest value."""
+    """(FLOPs, value) of a family's finished cells that have the value: 'all' of them (every seed), or the
+    'frontier': per budget, the size with the lowest value averaged over its seeds (the minimum over seeds would
+    pick the luckiest seed)."""
     chosen = [r for r in rows if r["family"] == family and r["status"] == "done" and r.get(key) is not None]
-    if how == "frontier":
-        best = {}
-        for row in chosen:
-            if row["budget"] not in best or row[key] < best[row["budget"]][key]:
-                best[row["budget"]] = row
-        chosen = list(best.values())
-    return [r["flops"] for r in chosen], [r[key] for r in chosen]
+    if how != "frontier":
+        return [r["flops"] for r in chosen], [r[key] for r in chosen]
+    seeds: dict[tuple, list[dict]] = {}
+    for row in chosen:
+        seeds.setdefault((row["size"], row["budget"]), []).append(row)
+    best: dict[float, tuple[float, float]] = {}
+    for (_, budget), group in seeds.items():
+        point = (statistics.fmean(r["flops"] for r in group), statistics.fmean(r[key] for r in group))
+        if budget not in best or point[1] < best[budget][1]:
+            best[budget] = point
+    return [flops for flops, _ in best.values()], [value for _, value in best.values()]
 
 
 def _loss_plot(rows: list[dict], key: str, fits: dict, path: str) -> None:
