@@ -8,6 +8,8 @@ SYSTEM_PACKAGES := espeak-ng bible-kjv
 
 # `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 21 min on 2 cores).
 DEMO_SCALE ?= 1
+# `make demo` seeds, e.g. DEMO_SEEDS="0 1 2" (default: the sweep file's, recipes/sweep_make_demo.yaml).
+DEMO_SEEDS ?=
 
 # What `make gpu-check` installs on a CUDA machine that has torch (and transformers, tiktoken, ...) but no network.
 GPU_PACKAGES := torchtitan omegaconf torchdata soundfile cffi pycparser soxr zstandard tyro docstring_parser \
@@ -37,7 +39,7 @@ system-deps:
 demo: $(STAMP) system-deps
 	@for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || \
 		{ echo "make demo needs the Debian package $$pkg: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; }; done
-	$(PY) -m lst_train demo --scale $(DEMO_SCALE) --out demo_out
+	$(PY) -m lst_train demo --scale $(DEMO_SCALE) $(if $(DEMO_SEEDS),--seeds $(DEMO_SEEDS)) --out demo_out
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest tests
