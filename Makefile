@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the demo corpus needs: espeak-ng (speech with word timings) and bible-kjv (public-domain text).
 SYSTEM_PACKAGES := espeak-ng bible-kjv
 
-# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 21 min on 2 cores).
+# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 27 min on 2 cores).
 DEMO_SCALE ?= 1
 # `make demo` seeds, e.g. DEMO_SEEDS="0 1 2" (default: the sweep file's, recipes/sweep_make_demo.yaml).
 DEMO_SEEDS ?=
