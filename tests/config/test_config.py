@@ -52,13 +52,18 @@ def test_overrides_apply_with_types():
     ("", ["nosuch.key=1"], "nosuch"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, yaml_text, overrides, key):
+    message = _config_error(tmp_path, yaml_text, overrides)
+    assert "\n" not in message
+    assert key in message
+
+
+def _config_error(tmp_path, yaml_text: str, overrides: list[str]) -> str:
+    """The ConfigError line of a recipe holding `yaml_text`, loaded with `overrides`."""
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(yaml_text)
     with pytest.raises(ConfigError) as info:
         load_config(recipe, overrides)
-    message = str(info.value)
-    assert "\n" not in message
-    assert key in message
+    return str(info.value)
 
 
 @pytest.mark.parametrize("yaml_text, overrides, line", [
@@ -70,11 +75,7 @@ def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, yaml_text, over
     ("", ["patching.strategy=entropy"], "patching.strategy: Invalid value 'entropy'"),
 ])
 def test_a_bad_choice_or_list_item_is_named_by_its_full_key(tmp_path, yaml_text, overrides, line):
-    recipe = tmp_path / "bad.yaml"
-    recipe.write_text(yaml_text)
-    with pytest.raises(ConfigError) as info:
-        load_config(recipe, overrides)
-    assert str(info.value).startswith(line)
+    assert _config_error(tmp_path, yaml_text, overrides).startswith(line)
 
 
 def test_choice_fields_are_enums_that_compare_as_their_names():

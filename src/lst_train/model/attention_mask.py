@@ -31,7 +31,6 @@ class BandedMask:
     allowed: Tensor
     """[B·n, 1, W, 2W] bool: query block b (positions bW..bW+W-1) may read keys (b-1)W..bW+W-1."""
     window: int
-    length: int
 
 
 def causal_document_banded_mask(doc_ids: Tensor, window: int) -> BandedMask:
@@ -45,7 +44,7 @@ def causal_document_banded_mask(doc_ids: Tensor, window: int) -> BandedMask:
     q_pos, k_pos = index[window:].view(n_blocks, window), index.unfold(0, 2 * window, window)
     delta = q_pos[:, :, None] - k_pos[:, None, :]
     allowed = ((delta >= 0) & (delta < window))[None] & (q_ids[..., :, None] == k_ids[..., None, :])
-    return BandedMask(allowed.view(batch * n_blocks, 1, window, 2 * window), window, length)
+    return BandedMask(allowed.view(batch * n_blocks, 1, window, 2 * window), window)
 
 
 def _key_blocks(x: Tensor, window: int, n_blocks: int) -> Tensor:
