@@ -1,8 +1,11 @@
-"""`lst-train tokenizer train --input PATH... --vocab-size N --out FILE.tiktoken`."""
+"""`lst-train tokenizer train --input PATH... --vocab-size N --out FILE.tiktoken` (text BPE) and
+`lst-train tokenizer train-units --input SHARDS... --units K --out FILE.safetensors` (25 Hz speech units)."""
 
 import argparse
 import time
 
+from lst_train.data.skips import SkipCounter
+from lst_train.data.speech_units import assign_units, corpus_features, fit_units, save_units, units_summary
 from lst_train.data.text_tokenizer import TextStats, read_training_texts, train_bpe, write_ranks
 
 
@@ -18,6 +21,24 @@ def _run_train(args: argparse.Namespace) -> None:
           f"({stats.bad_lines} bad lines skipped); {time.perf_counter() - start:.1f} s")
 
 
+def _run_train_units(args: argparse.Namespace) -> None:
+    """`lst-train tokenizer train-units`: k-means over the MFCC frames of the shards, written as a units file."""
+    start = time.perf_counter()
+    skips = SkipCounter()
+    try:
+        features, read = corpus_features(args.input, args.max_minutes, skips)
+        tensors = fit_units(features, args.units, args.seed)
+    except ValueError as err:
+        raise SystemExit(f"lst-train tokenizer train-units: {err}") from None
+    summary = {**read, "frames": len(features), "units": args.units, "seed": args.seed,
+               **units_summary(assign_units(features, tensors), args.units), "skipped": skips.as_dict()}
+    save_units(tensors, args.out, summary)
+    print(f"wrote {args.units} units to {args.out}: {summary['units_used']} in use over {len(features):,} frames of "
+          f"{read['seconds'] / 60:.1f} min ({read['clips']} clips, {read['shards']} shards); entropy "
+          f"{summary['entropy_nats']:.2f} of {summary['max_entropy_nats']:.2f} nats; skipped {skips.as_dict()}; "
+          f"{time.perf_counter() - start:.1f} s")
+
+
 def add_tokenizer_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add `tokenizer train --input PATH [PATH ...] --vocab-size N --out FILE.tiktoken` to `subparsers`."""
     tokenizer = subparsers.add_parser("tokenizer", help="train the byte-level BPE text tokenizer")
@@ -29,3 +50,13 @@ def add_tokenizer_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="number of ranks, including the 256 single bytes")
     train.add_argument("--out", required=True, metavar="FILE.tiktoken", help="ranks file to write")
     train.set_defaults(run=_run_train)
+    units = actions.add_parser("train-units", help="fit 25 Hz k-means speech units over MFCCs of speech shards "
+                               "(for data.codec.kind=kmeans)")
+    units.add_argument("--input", nargs="+", required=True, metavar="SHARDS",
+                       help="speech shard globs (.tar with audio); use the training split only")
+    units.add_argument("--units", type=int, default=256, metavar="K", help="number of units (default 256)")
+    units.add_argument("--out", required=True, metavar="FILE.safetensors", help="units file to write")
+    units.add_argument("--max-minutes", type=float, default=600.0,
+                       help="audio read, in sorted shard order (default 600)")
+    units.add_argument("--seed", type=int, default=0, help="seed of the k-means++ start (default 0)")
+    units.set_defaults(run=_run_train_units)

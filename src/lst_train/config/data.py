@@ -13,6 +13,7 @@ class SourceKind(StrEnum):
 
 class CodecKind(StrEnum):
     mimi = "mimi"
+    kmeans = "kmeans"
     units = "units"
 
 
@@ -49,9 +50,11 @@ def source_shares(sources: list[SourceConfig]) -> list[float]:
 @dataclass
 class CodecConfig:
     kind: CodecKind = CodecKind.mimi
-    """'mimi' (encode audio on the fly) or 'units' (only samples with pre-computed KEY.units.json)."""
+    """'mimi' (encode audio on the fly), 'kmeans' (25 Hz k-means units over MFCCs, encoded on the fly with the
+    units file in `weights`) or 'units' (only samples with pre-computed KEY.units.json)."""
     weights: str = ""
-    """Local directory of pretrained Mimi weights (transformers format); empty = random weights, seeded codebooks."""
+    """mimi: local directory of pretrained Mimi weights (transformers format); empty = random weights, seeded
+    codebooks. kmeans: the units file written by `lst-train tokenizer train-units`."""
     seed: int = 0
     """Seed of the random Mimi weights and codebooks (ignored with `weights`)."""
     device: str = "cpu"
@@ -117,6 +120,8 @@ def validate_data(cfg: DataConfig) -> None:
     check(cfg.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.batch_size}")
     check(cfg.num_workers >= 0, "data.num_workers", f"must be >= 0, got {cfg.num_workers}")
     check(cfg.pad_to_multiple >= 1, "data.pad_to_multiple", f"must be >= 1, got {cfg.pad_to_multiple}")
+    check(cfg.codec.kind != "kmeans" or cfg.codec.weights != "", "data.codec.weights",
+          "data.codec.kind=kmeans needs the units file: make one with `lst-train tokenizer train-units`")
     check(cfg.codec.batch_size >= 1, "data.codec.batch_size", f"must be >= 1, got {cfg.codec.batch_size}")
     check(cfg.codec.device == "cpu" or cfg.num_workers == 0, "data.codec.device",
           "a GPU codec runs in the training process: set data.num_workers=0 or data.codec.device=cpu")

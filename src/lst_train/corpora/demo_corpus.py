@@ -4,7 +4,8 @@ Text is the King James Version of the Bible (Debian `bible-kjv`), split by book 
 speech (spoken by espeak-ng with seeded voices and rates, with word timings), text-only shards, and six held-out
 books: their text for the evaluation stories (heldout/text.jsonl), and two held-out loss splits of three books
 each, `valid/` (to choose settings on) and `test/` (to report on), with speech and text shards like training's.
-A BPE ranks file is trained on the text part. Same seed -> byte-identical output.
+A BPE ranks file is trained on the text part, and 25 Hz k-means speech units (`units.safetensors`, for
+data.codec.kind=kmeans) on the training speech. Same seed -> byte-identical output.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import zstandard
 from tqdm import tqdm
 
 from lst_train.corpora import espeak
+from lst_train.data.skips import SkipCounter
+from lst_train.data.speech_units import assign_units, corpus_features, fit_units, save_units, units_summary
 from lst_train.data.text_tokenizer import train_bpe, write_ranks
 
 SOURCE = {"name": "King James Version of the Bible (1611)", "via": "Debian package bible-kjv (bible-kjv-text)",
@@ -39,7 +42,8 @@ BIBLE_INSTALL = "apt-get install -y bible-kjv"
 HELDOUT_BOOKS = ("1 Kings", "Song of Solomon", "Micah", "Acts", "2 Timothy", "Revelation")
 SPLIT_BOOKS = {"valid": ("1 Kings", "Micah", "2 Timothy"), "test": ("Song of Solomon", "Acts", "Revelation")}
 SPLIT_SHARE = 0.125  # each held-out split's speech, as a share of the training speech minutes
-LAYOUT = 2  # 2: with the valid/ and test/ held-out loss splits
+LAYOUT = 3  # 2: with the valid/ and test/ held-out loss splits; 3: with units.safetensors
+UNITS = 100  # k-means units over MFCCs, as in HuBERT's first iteration
 BASE_VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc")
 VARIANTS = ("", "+m1", "+m3", "+f1", "+f3")
 RATES = (140, 190)  # words per minute, inclusive
@@ -294,12 +298,18 @@ def build_demo_corpus(out: Path, minutes: float = 20.0, seed: int = 0, vocab_siz
 
     ranks = train_bpe(texts, vocab_size)
     write_ranks(ranks, out / "tokenizer.tiktoken")
+    features, read = corpus_features([str(out / "speech" / "*.tar")], minutes, SkipCounter())
+    tensors = fit_units(features, UNITS, seed)
+    units = {"file": "units.safetensors", "units": UNITS, "frames": len(features),
+             **units_summary(assign_units(features, tensors), UNITS)}
+    save_units(tensors, str(out / "units.safetensors"), units | read)
     manifest = {
         "layout": LAYOUT, "seed": seed, "minutes": minutes, "splits": splits,
         "speech": speech | {"sample_rate": rate, "rates": list(RATES), "shard_samples": SPEECH_SHARD_SAMPLES},
         "text": {"lines": len(texts), "chars": sum(map(len, texts)), "shards": -(-len(texts) // TEXT_SHARD_LINES)},
         "heldout": {"lines": len(heldout), "chars": sum(len(t) for t, _ in heldout)},
         "tokenizer": {"file": "tokenizer.tiktoken", "ranks": len(ranks), "vocab_size": vocab_size},
+        "units": units,
         "sources": [SOURCE | {"speech_books": list(dict.fromkeys(v.book for v in parts["speech"])),
                               "text_books": list(dict.fromkeys(v.book for v in parts["text"])),
                               "heldout_books": list(HELDOUT_BOOKS)}],

@@ -15,6 +15,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from lst_train.config import ConfigError
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.shards import list_shards
+from lst_train.data.speech_units import check_units_file
 from lst_train.data.stream import ReaderStream
 from lst_train.data.text_tokenizer import TRAIN_COMMAND, TextTokenizer
 
@@ -39,6 +40,8 @@ def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
     if weights and data.codec.kind == "mimi" and not os.path.isdir(weights):
         raise ConfigError(f"data.codec.weights: no directory {weights!r}; point it at local Mimi weights "
                           "(transformers format), or leave it empty for random weights (tests only)")
+    if data.codec.kind == "kmeans":
+        check_units_file(weights, spec.model.vocab)
     if not os.path.isfile(data.tokenizer):
         raise ConfigError(f"data.tokenizer: no file {data.tokenizer!r}; make one with {TRAIN_COMMAND}")
     n_text = TextTokenizer.from_file(data.tokenizer).n_vocab

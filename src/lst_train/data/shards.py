@@ -39,7 +39,7 @@ def list_shards(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern, recursive=True))
 
 
-def _tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
+def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     """Group consecutive tar members by key; a truncated tar ends the shard (counted) instead of failing."""
     key, files = None, {}
     try:
@@ -133,7 +133,7 @@ class ShardCursor:
     def _open(self) -> Iterator[RawRecord]:
         path = self.current_shard
         self._opened_at_start = self.record_pos == 0
-        reader = _tar_records if self.kind == "speech" else _text_records
+        reader = tar_records if self.kind == "speech" else _text_records
         try:
             open(path, "rb").close()
         except OSError as err:

@@ -60,8 +60,9 @@ class SourceReader:
         return self.cursor.epoch
 
     def codec(self):
-        """Mimi, built on first use (in the worker process that needs it); None with data.codec.kind=units."""
-        return self.tokenizer.codec() if self.codec_cfg.kind == "mimi" else None
+        """The codec (Mimi or k-means units), built on first use in the worker process that needs it; None with
+        data.codec.kind=units (pre-computed)."""
+        return None if self.codec_cfg.kind == "units" else self.tokenizer.codec()
 
     def _identity(self, record: RawRecord) -> str:
         """Names the record in this epoch: seeds the document's and the patcher's RNGs."""

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lst_train.config.data import CodecConfig
+from lst_train.data.speech_units import KMeansUnitCodec
 
 CALIBRATION_SECONDS = 8.0
 
@@ -116,14 +117,17 @@ class MimiCodec:
 
 
 class LazyCodec:
-    """A zero-argument callable giving the MimiCodec of `cfg`, built on the first call (in the process that
-    needs it: a loader worker, an evaluation)."""
+    """A zero-argument callable giving the codec of `cfg` (MimiCodec, or KMeansUnitCodec for kind kmeans), built on
+    the first call (in the process that needs it: a loader worker, an evaluation)."""
 
     def __init__(self, cfg: CodecConfig, n_codebooks: int):
         self.cfg, self.n_codebooks = cfg, n_codebooks
-        self._codec: MimiCodec | None = None
+        self._codec: MimiCodec | KMeansUnitCodec | None = None
 
-    def __call__(self) -> MimiCodec:
+    def __call__(self) -> MimiCodec | KMeansUnitCodec:
         if self._codec is None:
-            self._codec = MimiCodec(self.cfg, self.n_codebooks)
+            if self.cfg.kind == "kmeans":
+                self._codec = KMeansUnitCodec(self.cfg.weights)
+            else:
+                self._codec = MimiCodec(self.cfg, self.n_codebooks)
         return self._codec

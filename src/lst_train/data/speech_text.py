@@ -18,7 +18,7 @@ class SpeechTextTokenizer:
         """The text BPE (tiktoken ranks of data.tokenizer)."""
         self.codec_cfg = codec_cfg
         self.codec = LazyCodec(codec_cfg, vocab.n_codebooks)
-        """A zero-argument callable giving the MimiCodec, built on its first call."""
+        """A zero-argument callable giving the codec (Mimi or k-means units), built on its first call."""
 
     @classmethod
     def from_config(cls, data: DataConfig, vocab: Vocab) -> "SpeechTextTokenizer":

@@ -21,8 +21,13 @@ PROBE_BYTES = 1 << 16
 
 
 def codec_key(codec: CodecConfig, n_codebooks: int) -> str:
-    """Everything that changes the codes: the codec, its weights or seed, and the codebooks kept."""
-    identity = {"kind": codec.kind, "weights": os.path.abspath(codec.weights) if codec.weights else "",
+    """Everything that changes the codes: the codec, its weights or seed (a units file by its contents: retrained
+    in place, it makes other codes), and the codebooks kept."""
+    weights = os.path.abspath(codec.weights) if codec.weights else ""
+    if codec.kind == "kmeans" and os.path.isfile(weights):
+        with open(weights, "rb") as f:
+            weights = hashlib.sha1(f.read()).hexdigest()
+    identity = {"kind": codec.kind, "weights": weights,
                 "seed": codec.seed, "n_codebooks": n_codebooks, "max_seconds": codec.max_seconds,
                 "silence_threshold": codec.silence_threshold}
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

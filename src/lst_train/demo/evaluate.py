@@ -2,13 +2,15 @@
 held-out loss on the corpus's valid/ and test/ splits (speech-only and text documents: the same tokens for every
 family and seed).
 
-The families share the codec and vocabulary, so each audio file goes through Mimi once for all of them.
+Families that share the codec and vocabulary share the encoded audio: each file goes through the codec once for
+all of them (families with other speech tokens, e.g. k-means units or one Mimi codebook, get their own).
 """
 
 from lst_train.config import SourceConfig, SourceKind
 from lst_train.data.heldout import heldout_documents
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_text import SpeechTextTokenizer
+from lst_train.data.token_cache import codec_key
 from lst_train.evaluation.heldout import heldout_loss
 from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
@@ -16,16 +18,23 @@ from lst_train.export import load_for_eval
 from lst_train.evaluation.scoring import evaluate
 
 
+def _tokens_key(cfg) -> tuple[str, str]:
+    """What the tokens of a family depend on: its codec (and codebooks kept) and its text BPE."""
+    return codec_key(cfg.data.codec, cfg.model.vocab.n_codebooks), cfg.data.tokenizer
+
+
 def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 16, out=print) -> dict:
     """run name -> {setting: {items, correct_sum, correct_mean, accuracy_sum, accuracy_mean}, 'skipped': {...}}."""
     skips = SkipCounter()
     items = read_items(items_path, skips)
-    speech_cache: dict = {}
-    tokenizer = None
+    shared: dict = {}  # tokens key -> (tokenizer, speech cache)
     results = {}
     for name, run_dir in run_dirs.items():
         model, cfg = load_for_eval(run_dir)
-        tokenizer = tokenizer or SpeechTextTokenizer.from_config(cfg.data, model.vocab)  # one Mimi for all
+        key = _tokens_key(cfg)
+        if key not in shared:
+            shared[key] = (SpeechTextTokenizer.from_config(cfg.data, model.vocab), {})
+        tokenizer, speech_cache = shared[key]
         builder = PromptBuilder(tokenizer, evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps),
                                 speech_cache)
         run_skips = SkipCounter(skips.as_dict())
@@ -46,10 +55,13 @@ def split_sources(split_dir: str) -> list[SourceConfig]:
 def heldout_runs(run_dirs: dict[str, str], splits: dict[str, str], max_documents: int = 400,
                  batch_size: int = 8, out=print) -> dict:
     """run name -> split name -> heldout_loss result ({"total", "sources": [speech, text]}) on every split dir."""
-    documents, tokenizer, results = {}, None, {}
+    shared, results = {}, {}  # tokens key -> (tokenizer, split -> documents)
     for name, run_dir in run_dirs.items():
         model, cfg = load_for_eval(run_dir)
-        tokenizer = tokenizer or SpeechTextTokenizer.from_config(cfg.data, model.vocab)
+        key = _tokens_key(cfg)
+        if key not in shared:
+            shared[key] = (SpeechTextTokenizer.from_config(cfg.data, model.vocab), {})
+        tokenizer, documents = shared[key]
         patcher = evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)
         results[name] = {}
         for split, path in splits.items():

@@ -66,9 +66,14 @@ def demo_eval_set(path: str, items: int) -> str:
 
 def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[int] | None = None):
     """The sweep file, pointed at this demo's data and output, its budgets times `scale` (and `seeds`, if given,
-    instead of its own)."""
+    instead of its own). DEMO_DATA in an override stands for the corpus directory (e.g. its units.safetensors)."""
     sweep = load_sweep(sweep_file)
     data = os.path.join(out, "data")
+
+    def located(overrides: list[str]) -> list[str]:
+        return [item.replace("DEMO_DATA", data) for item in overrides]
+
+    families = [dataclasses.replace(f, overrides=located(f.overrides)) for f in sweep.families]
     speech, text = f"'{data}/speech/*.tar'", f"'{data}/text/*.jsonl.zst'"
     # A third of the training tokens each: interleaved, speech only, text.
     sources = (f"[{{kind: speech, path: {speech}, weight: 1.0, sequence: interleaved}}, "
@@ -76,8 +81,9 @@ def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[
                f"{{kind: text, path: {text}, weight: 1.0}}]")
     overrides = [f"data.sources={sources}", f"data.tokenizer={data}/tokenizer.tiktoken",
                  f"data.cache_dir={os.path.join(out, 'cache')}"]
-    sweep = dataclasses.replace(sweep, out_dir=os.path.join(out, "sweep"), ranks=ranks,
-                                budgets=[b * scale for b in sweep.budgets], overrides=sweep.overrides + overrides,
+    sweep = dataclasses.replace(sweep, out_dir=os.path.join(out, "sweep"), ranks=ranks, families=families,
+                                budgets=[b * scale for b in sweep.budgets],
+                                overrides=located(sweep.overrides) + overrides,
                                 seeds=seeds or sweep.seeds)
     validate_sweep(sweep)
     return sweep
