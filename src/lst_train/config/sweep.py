@@ -52,6 +52,9 @@ class FamilyConfig:
     """YAML recipe the family's cells start from: architecture, patching, data, optimizer."""
     overrides: list[str] = field(default_factory=list)
     """key=value overrides on the recipe, e.g. [patching.strategy=curriculum]."""
+    compare_to: str = ""
+    """Family this one is judged against in the demo's held-out verdict (default: the sweep's reference family);
+    a family with other speech tokens or another mix names the baseline that sees the same data."""
     tokens_per_patch: float = 0.0
     """Raw tokens per global unit; 0 = measure it from the family's data loader (the baseline's is 1 by
     construction, but measuring also gives the speech seconds per unit)."""
@@ -165,6 +168,9 @@ def validate_sweep(cfg: SweepConfig) -> None:
     names = [f.name for f in cfg.families]
     check(len(set(names)) == len(names), "families", f"names must be unique, got {names}")
     check(not cfg.reference or cfg.reference in names, "reference", f"must be one of {names}, got {cfg.reference!r}")
+    for i, family in enumerate(cfg.families):
+        check(not family.compare_to or family.compare_to in names, f"families[{i}].compare_to",
+              f"must be one of {names}, got {family.compare_to!r}")
     rule = cfg.size_rule
     check(rule.aspect_ratio > 0, "size_rule.aspect_ratio", f"must be > 0, got {rule.aspect_ratio}")
     check(rule.head_dim > 0 and all(d > 0 and d % rule.head_dim == 0 for d in rule.dims), "size_rule.dims",

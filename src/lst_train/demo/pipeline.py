@@ -128,7 +128,9 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
               f"control: {sweep.control} "
               f"(budget {', '.join(f'{b:.3g}' for b in sweep.budgets)} FLOPs)."]
     tensorboard = f"tensorboard --logdir {os.path.join(sweep.out_dir, 'runs')}"
-    report = write_report(out, header, table, rows, accuracies, heldout, 2, reference_family(sweep), tensorboard)
+    reference = reference_family(sweep)
+    references = {f.name: f.compare_to or reference for f in sweep.families}
+    report = write_report(out, header, table, rows, accuracies, heldout, 2, reference, tensorboard, references)
     print(f"\nreport: {report}\nTensorBoard logs: {os.path.join(sweep.out_dir, 'runs')}/*/tb — view them with\n"
           f"  .venv/bin/{tensorboard}\nthen open http://localhost:6006")
     return report

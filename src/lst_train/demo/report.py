@@ -153,14 +153,16 @@ def _spread(values: list[float]) -> str:
     return f"{mean:+.4f} ± {std:.4f}"
 
 
-def verdict(rows: list[dict], heldout: dict, reference: str, split: str = "test") -> list[str]:
-    """Per family, its held-out difference to the reference family, seed by seed, as mean ± std over seeds:
-    nats per second of speech and per text token (negative: lower loss than the reference)."""
+def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: str = "test") -> list[str]:
+    """Per family, its held-out difference to its reference family (`references`: family -> the family it is
+    judged against), seed by seed, as mean ± std over seeds: nats per second of speech and per text token
+    (negative: lower loss than the reference)."""
     by_run = {run_label(r): r for r in rows}
-    ref_runs = {r.get("seed"): label for label, r in by_run.items() if r["family"] == reference}
-    families = list(dict.fromkeys(r["family"] for r in rows if r["family"] != reference))
     lines = []
-    for family in families:
+    for family, reference in references.items():
+        if family == reference:
+            continue
+        ref_runs = {r.get("seed"): label for label, r in by_run.items() if r["family"] == reference}
         speech, text = [], []
         for label, r in by_run.items():
             ref = ref_runs.get(r.get("seed"))
@@ -183,8 +185,11 @@ def verdict(rows: list[dict], heldout: dict, reference: str, split: str = "test"
 
 
 def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[dict], accuracies: dict,
-                 heldout: dict, n_endings: int, reference: str, tensorboard: str) -> str:
-    """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path."""
+                 heldout: dict, n_endings: int, reference: str, tensorboard: str,
+                 references: dict[str, str] | None = None) -> str:
+    """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path. `references`: the
+    family each family is judged against (default: `reference` for all)."""
+    references = references or {r["family"]: reference for r in rows}
     loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
     lines = ["# lst_train demo: baseline vs LST at equal training FLOPs", "", *header, "",
@@ -194,7 +199,9 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
              "the budget's FLOPs, so the families differ in steps, not in compute.", "",
              *comparison(rows, reference), "",
              "## Verdict (held-out test split: the LST family's loss minus the baseline's, per seed)", "",
-             *verdict(rows, heldout, reference), "",
+             *verdict(rows, heldout, references), "",
+             "Chosen on the valid split (the same differences there; settings are picked on these, never on test):",
+             "", *verdict(rows, heldout, references, "valid"), "",
              "## Held-out loss (books no family trained on; the same documents, hence the same target tokens, for "
              "every family)", "", *heldout_table(heldout), "",
              "Per second of speech is the measure to compare; `valid` is for choosing settings, `test` for "

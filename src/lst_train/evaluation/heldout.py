@@ -42,15 +42,18 @@ def heldout_loss(model: nn.Module, documents: list[HeldoutDocument], vocab: Voca
         rows = [heldout_row(document, vocab, patcher, aligned) for document in documents[i: i + batch_size]]
         batch = collate_rows(rows, vocab, pad_to_multiple).to(device)
         per_token = model(batch.tokens, batch.patch_lengths, batch.closed_early, targets_of(batch.labels)).float()
-        for b, row in enumerate(rows):
+        per_row = []
+        for b in range(len(rows)):
             sums = loss_sums(per_token[b: b + 1], batch.labels[b: b + 1], vocab)
+            per_row.append(torch.stack([x.double() for x in (sums.n_total, sums.n_text, sums.n_speech, sums.total,
+                                                              sums.text, sums.speech)]))
+        for row, values in zip(rows, torch.stack(per_row).tolist()):  # one device read per batch
             totals = per_source[row.source]
             totals["documents"] += 1
             totals["speech_seconds"] += sum(row.patch_seconds)
-            for key, value in (("tokens", sums.n_total), ("text_tokens", sums.n_text),
-                               ("speech_tokens", sums.n_speech), ("nats", sums.total), ("text_nats", sums.text),
-                               ("speech_nats", sums.speech)):
-                totals[key] += value.item()
+            for key, value in zip(("tokens", "text_tokens", "speech_tokens", "nats", "text_nats", "speech_nats"),
+                                  values):
+                totals[key] += int(value) if key.endswith("tokens") else value
     model.train(was_training)
     return _result(per_source)
 
