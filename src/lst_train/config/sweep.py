@@ -137,6 +137,9 @@ class SweepConfig:
     """Warmup steps of each cell as a fraction of its steps."""
     evaluate_at_end: bool = True
     """Set evaluation.interval to the cell's steps, so configured eval sets and validation run once, at the end."""
+    demo_minutes: float = 20.0
+    """Minutes of training speech in the corpus `lst-train demo` builds for this sweep (times its --scale);
+    ignored by `sweep plan/launch`, which read the recipes' data."""
     fit_loss: FitLoss = FitLoss.loss
     """results.csv column the power law is fitted to: loss, loss_text, loss_speech or val_loss{,_text,_speech}."""
     fit_points: FitPoints = FitPoints.frontier
@@ -192,6 +195,7 @@ def validate_sweep(cfg: SweepConfig) -> None:
     check(cfg.measure_batches >= 1, "measure_batches", f"must be >= 1, got {cfg.measure_batches}")
     check(0 <= cfg.speech_token_fraction <= 1, "speech_token_fraction", "must be in [0, 1]")
     check(cfg.frame_rate > 0, "frame_rate", f"must be > 0, got {cfg.frame_rate}")
+    check(cfg.demo_minutes > 0, "demo_minutes", f"must be > 0, got {cfg.demo_minutes}")
     check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {cfg.warmup_fraction}")
     check(cfg.slurm.gpus_per_node >= 1, "slurm.gpus_per_node", f"must be >= 1, got {cfg.slurm.gpus_per_node}")
 

@@ -27,7 +27,6 @@ from lst_train.sweeps.launch import launch
 from lst_train.sweeps.plan import format_table, plan_sweep, reference_family, write_plan
 
 DEFAULT_SWEEP = "recipes/sweep_make_demo.yaml"  # relative to the repository root, like the recipes it names
-SPEECH_MINUTES = 20.0
 EVAL_ITEMS = 40
 
 
@@ -90,18 +89,19 @@ def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[
 
 
 def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEFAULT_SWEEP,
-             seeds: list[int] | None = None) -> str:
-    """Runs every stage; returns the report's path."""
+             seeds: list[int] | None = None, minutes: float | None = None) -> str:
+    """Runs every stage; returns the report's path. `minutes` of training speech (default: the sweep file's
+    demo_minutes times `scale`)."""
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    minutes = round(max(1.0, SPEECH_MINUTES * scale), 1)
+    sweep = demo_sweep(sweep_file, out, scale, ranks, seeds)
+    minutes = minutes or round(max(1.0, sweep.demo_minutes * scale), 1)
     _stage(1, f"demo corpus: {minutes:g} min of speech, KJV text")
     demo_corpus(os.path.join(out, "data"), minutes)
     n_items = max(4, round(EVAL_ITEMS * scale))
     _stage(2, f"evaluation set: {n_items} held-out stories, spoken")
     items = demo_eval_set(os.path.join(out, "eval"), n_items)
     _stage(3, "plan: equal training FLOPs per family (exact counter)")
-    sweep = demo_sweep(sweep_file, out, scale, ranks, seeds)
     plan = plan_sweep(sweep)
     write_plan(plan)
     table = format_table(plan)
