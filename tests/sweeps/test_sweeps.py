@@ -14,7 +14,7 @@ import yaml
 from helpers import RECIPES, REPO
 from helpers.data import WORDS, units_corpus
 from lst_train.config import ConfigError
-from lst_train.config.sweep import load_sweep
+from lst_train.config.sweep import load_sweep, validate_sweep
 from lst_train.sweeps.collect import read_csv
 from lst_train.sweeps.fit import fit_power_law
 from lst_train.sweeps.plan import cell_config, plan_sweep
@@ -218,6 +218,8 @@ def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     demo = load_sweep(RECIPES / "sweep_demo.yaml")
     assert len(demo.families) * len(demo.sizes) * len(demo.budgets) >= 12
+    for path in [*RECIPES.glob("sweep_*.yaml"), *(RECIPES / "science").glob("*.yaml")]:  # every shipped sweep
+        validate_sweep(load_sweep(path))
     paper = yaml.safe_load((RECIPES / "sweep_paper.yaml").read_text())
     paper["out_dir"] = str(tmp_path / "paper")
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
