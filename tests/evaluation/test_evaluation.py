@@ -103,6 +103,26 @@ def test_all_four_settings_run_on_a_tiny_set(tokenizer, tmp_path):
     assert results["t2t"]["correct_sum"] == correct and results["t2t"]["accuracy_sum"] == correct / 3
 
 
+def test_a_bad_item_is_skipped_and_counted_and_the_evaluation_goes_on(tokenizer, tmp_path):
+    cfg = debug_config("lst", "model.vocab.text_size=300")
+    model = build_model(cfg.model).eval()
+    good = {"text": "he was not an ill disposed young man", "audio": str(ASSETS / "0880.flac")}
+    (tmp_path / "copy.flac").write_bytes((ASSETS / "0880.flac").read_bytes())
+    words = json.loads((ASSETS / "0880.json").read_text())["words"]
+    words[2]["word"] = ""  # one timing entry with empty text, as an outside-made spoken set had
+    bad_words = {"text": good["text"], "audio": str(tmp_path / "copy.flac"), "words": words}
+    (tmp_path / "garbage.wav").write_bytes(b"not audio at all")
+    unreadable = {"text": "y", "audio": str(tmp_path / "garbage.wav")}
+    items = [{"id": "bad-words", "context": bad_words, "endings": [good, good], "label": 0},
+             {"id": "unreadable", "context": good, "endings": [unreadable, good], "label": 1},
+             {"id": "fine", "context": good, "endings": [good, good], "label": 0}]
+    skips = SkipCounter()
+    parsed = read_items(_write_items(tmp_path / "i.jsonl", items), skips)
+    results = evaluate(model, _builder(cfg, model, tokenizer), parsed, ["s2s", "t2t"], skips)
+    assert results["s2s"]["items"] == 1 and results["t2t"]["items"] == 3
+    assert skips.as_dict() == {"invalid_words": 1, "unreadable_audio": 1}
+
+
 def test_a_model_trained_on_the_right_endings_picks_them(tokenizer, tmp_path):
     cfg = debug_config("lst", "model.vocab.text_size=300")
     model = build_model(cfg.model, seed=0)

@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from lst_train.data.collation import collate_rows
 from lst_train.data.pieces import Piece
-from lst_train.data.skips import SkipCounter
+from lst_train.data.skips import SkipCounter, SkipSample
 from lst_train.evaluation.items import EvalItem
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder
 from lst_train.vocab import Vocab
@@ -46,8 +46,12 @@ def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], se
             if any(not segment.audio for segment in needs_audio):
                 skips.add("missing_audio", f"{setting}:{item.id}", "the item has no audio for a spoken setting")
                 continue
-            for ending in item.endings:
-                rows.append(builder.build(item.context, ending, setting))
+            try:  # a bad item (unreadable audio, malformed word timings) is skipped and counted, never fatal
+                item_rows = [builder.build(item.context, ending, setting) for ending in item.endings]
+            except SkipSample as skip:
+                skips.add(skip.reason, f"{setting}:{item.id}", f"{skip.where}: {skip.detail}")
+                continue
+            rows += item_rows
             owners.append(item)
         scores = iter(ending_scores(model, rows, builder.vocab, batch_size, pad_to_multiple))
         correct_sum = correct_mean = 0
