@@ -3,6 +3,8 @@
 import glob
 import json
 
+import torch
+
 from lst_train.config import load_config
 from lst_train.config.data import SourceConfig
 
@@ -48,3 +50,27 @@ def test_cached_epochs_skip_the_codec_and_replay_the_documents(tmp_path):
     assert len(glob.glob(str(tmp_path / "cache" / "*" / "*.pt"))) == 1
     assert [p.tokens for p in first_epoch + second_epoch] == [p.tokens for p in expected]
     assert cached.skips.as_dict() == uncached.skips.as_dict() == {"unreadable_audio": 2}
+
+
+class _Planted:
+    """A pickled object that would run code when unpickled without weights_only (touches a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_cache_file_is_a_miss_and_runs_no_code(tmp_path):
+    samples = [(p.stem, {p.suffix[1:]: p.read_bytes(), "json": (ASSETS / f"{p.stem}.json").read_bytes()})
+               for p in sorted(ASSETS.glob("*.*[cv]"))]
+    write_tar(tmp_path / "speech-0.tar", samples)
+    write_tokenizer(tmp_path / "tok.tiktoken")
+    expected = _pieces(_stream(tmp_path, None), 2)
+    _pieces(_stream(tmp_path, tmp_path / "cache"), 3)  # writes the shard's cache file
+    [cache_file] = glob.glob(str(tmp_path / "cache" / "*" / "*.pt"))
+    torch.save({"0880": _Planted(tmp_path / "pwned")}, cache_file)
+    replayed = _pieces(_stream(tmp_path, tmp_path / "cache"), 2)
+    assert not (tmp_path / "pwned").exists()
+    assert [p.tokens for p in replayed] == [p.tokens for p in expected]

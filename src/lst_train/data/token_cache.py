@@ -3,11 +3,14 @@
 One file per (codec config, shard content, reader split): the utterances of every record the reader read in that
 shard, or the reason it was skipped (a bad record stays counted in every epoch). A shard's file is written, atomically,
 only once the reader has read the whole shard from its first record; until then the shard is encoded as usual.
+A file holds only tensors, strings and numbers and is read with `weights_only=True`: a planted or corrupted file is
+a cache miss, never code that runs.
 """
 
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import asdict
 
 import numpy as np
@@ -27,7 +30,7 @@ def codec_key(codec: CodecConfig, n_codebooks: int) -> str:
     if codec.kind == "kmeans" and os.path.isfile(weights):
         with open(weights, "rb") as f:
             weights = hashlib.sha1(f.read()).hexdigest()
-    identity = {"kind": codec.kind, "weights": weights,
+    identity = {"format": 2, "kind": codec.kind, "weights": weights,
                 "seed": codec.seed, "n_codebooks": n_codebooks, "max_seconds": codec.max_seconds,
                 "silence_threshold": codec.silence_threshold}
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -61,8 +64,8 @@ class TokenCache:
             return
         self._shard, self._collected = shard, {}
         try:
-            self._loaded = torch.load(self._path(shard), weights_only=False)
-        except (OSError, EOFError, RuntimeError):
+            self._loaded = torch.load(self._path(shard), weights_only=True)
+        except (OSError, EOFError, RuntimeError, pickle.UnpicklingError):
             self._loaded = None
 
     def lookup(self, shard: str, name: str) -> Utterance | None:
@@ -73,7 +76,7 @@ class TokenCache:
             return None
         if "skip" in entry:
             raise SkipSample(entry["skip"], f"{shard}:{name}", entry["detail"] + " (cached)")
-        return Utterance(**entry)
+        return Utterance(**{**entry, "frames": entry["frames"].numpy()})
 
     def store(self, shard: str, name: str, result: Utterance | SkipSample) -> None:
         self._switch(shard)
@@ -81,7 +84,8 @@ class TokenCache:
             self._collected[name] = {"skip": result.reason, "detail": result.detail}
         else:
             entry = asdict(result)
-            entry["frames"] = result.frames.astype(np.int16 if result.frames.max(initial=0) < 32768 else np.int64)
+            entry["frames"] = torch.from_numpy(
+                result.frames.astype(np.int16 if result.frames.max(initial=0) < 32768 else np.int64))
             self._collected[name] = entry
 
     def shard_done(self, shard: str, read_from_start: bool) -> None:
