@@ -7,6 +7,7 @@ train-units` fits the centroids (`fit_units`) and writes a units file; `data.cod
 Units cannot be turned back into audio: generation writes their ids, not a wav.
 """
 
+import functools
 import json
 import math
 
@@ -16,9 +17,9 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from scipy.cluster.vq import kmeans2, vq
 from scipy.fft import dct
-from transformers.audio_utils import mel_filter_bank
 
 from lst_train.config import ConfigError
+from lst_train.config.model import VocabConfig
 from lst_train.data.audio import AUDIO_EXTENSIONS, decode_audio
 from lst_train.data.shards import list_shards, tar_records
 from lst_train.data.skips import SkipCounter, SkipSample
@@ -31,9 +32,16 @@ WINDOW = 400  # 25 ms
 STACK = round(SAMPLE_RATE / HOP / FRAME_RATE)
 N_MELS = 40
 N_MFCC = 13
-_MEL = torch.from_numpy(mel_filter_bank(num_frequency_bins=257, num_mel_filters=N_MELS, min_frequency=20.0,
-                                        max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE,
-                                        mel_scale="htk")).float()  # [257, 40]
+
+
+@functools.cache
+def _mel_filters() -> torch.Tensor:
+    """[257, 40] HTK mel filters; transformers is heavy, so imported only where units are computed."""
+    from transformers.audio_utils import mel_filter_bank
+
+    return torch.from_numpy(mel_filter_bank(num_frequency_bins=257, num_mel_filters=N_MELS, min_frequency=20.0,
+                                            max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE,
+                                            mel_scale="htk")).float()
 
 
 def unit_frames(n_samples: int) -> int:
@@ -49,7 +57,7 @@ def mfcc_features(audio: np.ndarray) -> np.ndarray:
     wave = torch.nn.functional.pad(wave, (0, max(0, n * HOP * STACK + WINDOW - len(wave))))
     power = torch.stft(wave, n_fft=512, hop_length=HOP, win_length=WINDOW, window=torch.hann_window(WINDOW),
                        center=False, return_complex=True).abs().pow(2).T  # [frames, 257]
-    log_mel = torch.log(power @ _MEL + 1e-6).numpy()
+    log_mel = torch.log(power @ _mel_filters() + 1e-6).numpy()
     mfcc = dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
     delta = np.gradient(mfcc, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
     delta2 = np.gradient(delta, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
@@ -133,7 +141,7 @@ class KMeansUnitCodec:
         return [self.encode(audio) for audio in audios]
 
 
-def check_units_file(path: str, vocab) -> None:
+def check_units_file(path: str, vocab: VocabConfig) -> None:
     """Start-up check of data.codec.kind=kmeans against the model's speech vocabulary (one ConfigError line)."""
     try:
         size = KMeansUnitCodec(path).codebook_size
