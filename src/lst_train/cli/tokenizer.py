@@ -24,6 +24,8 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_train_units(args: argparse.Namespace) -> None:
     """`lst-train tokenizer train-units`: k-means over the MFCC frames of the shards, written as a units file."""
     start = time.perf_counter()
+    if args.units < 2:
+        raise SystemExit(f"lst-train tokenizer train-units: --units must be >= 2, got {args.units}")
     skips = SkipCounter()
     try:
         features, read = corpus_features(args.input, args.max_minutes, skips)
@@ -40,8 +42,8 @@ def _run_train_units(args: argparse.Namespace) -> None:
 
 
 def add_tokenizer_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add `tokenizer train --input PATH [PATH ...] --vocab-size N --out FILE.tiktoken` to `subparsers`."""
-    tokenizer = subparsers.add_parser("tokenizer", help="train the byte-level BPE text tokenizer")
+    """Add `tokenizer train` (text BPE) and `tokenizer train-units` (speech units) to `subparsers`."""
+    tokenizer = subparsers.add_parser("tokenizer", help="train the text BPE or the 25 Hz speech units")
     actions = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
     train = actions.add_parser("train", help="train BPE ranks on text files and write a .tiktoken file")
     train.add_argument("--input", nargs="+", required=True, metavar="PATH",
