@@ -5,7 +5,7 @@ import argparse
 import time
 
 from lst_train.data.skips import SkipCounter
-from lst_train.data.speech_units import assign_units, corpus_features, fit_units, save_units, units_summary
+from lst_train.data.speech_units import train_units
 from lst_train.data.text_tokenizer import TextStats, read_training_texts, train_bpe, write_ranks
 
 
@@ -28,15 +28,11 @@ def _run_train_units(args: argparse.Namespace) -> None:
         raise SystemExit(f"lst-train tokenizer train-units: --units must be >= 2, got {args.units}")
     skips = SkipCounter()
     try:
-        features, read = corpus_features(args.input, args.max_minutes, skips)
-        tensors = fit_units(features, args.units, args.seed)
+        summary = train_units(args.input, args.units, args.out, args.max_minutes, args.seed, skips)
     except ValueError as err:
         raise SystemExit(f"lst-train tokenizer train-units: {err}") from None
-    summary = {**read, "frames": len(features), "units": args.units, "seed": args.seed,
-               **units_summary(assign_units(features, tensors), args.units), "skipped": skips.as_dict()}
-    save_units(tensors, args.out, summary)
-    print(f"wrote {args.units} units to {args.out}: {summary['units_used']} in use over {len(features):,} frames of "
-          f"{read['seconds'] / 60:.1f} min ({read['clips']} clips, {read['shards']} shards); entropy "
+    print(f"wrote {args.units} units to {args.out}: {summary['units_used']} in use over {summary['frames']:,} frames "
+          f"of {summary['seconds'] / 60:.1f} min ({summary['clips']} clips, {summary['shards']} shards); entropy "
           f"{summary['entropy_nats']:.2f} of {summary['max_entropy_nats']:.2f} nats; skipped {skips.as_dict()}; "
           f"{time.perf_counter() - start:.1f} s")
 

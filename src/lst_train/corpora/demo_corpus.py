@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from lst_train.corpora import espeak
 from lst_train.data.skips import SkipCounter
-from lst_train.data.speech_units import assign_units, corpus_features, fit_units, save_units, units_summary
+from lst_train.data.speech_units import train_units
 from lst_train.data.text_tokenizer import train_bpe, write_ranks
 
 SOURCE = {"name": "King James Version of the Bible (1611)", "via": "Debian package bible-kjv (bible-kjv-text)",
@@ -298,11 +298,8 @@ def build_demo_corpus(out: Path, minutes: float = 20.0, seed: int = 0, vocab_siz
 
     ranks = train_bpe(texts, vocab_size)
     write_ranks(ranks, out / "tokenizer.tiktoken")
-    features, read = corpus_features([str(out / "speech" / "*.tar")], minutes, SkipCounter())
-    tensors = fit_units(features, UNITS, seed)
-    units = {"file": "units.safetensors", "units": UNITS, "frames": len(features),
-             **units_summary(assign_units(features, tensors), UNITS)}
-    save_units(tensors, str(out / "units.safetensors"), units | read)
+    units = {"file": "units.safetensors", **train_units([str(out / "speech" / "*.tar")], UNITS,
+                                                         str(out / "units.safetensors"), minutes, seed, SkipCounter())}
     manifest = {
         "layout": LAYOUT, "seed": seed, "minutes": minutes, "splits": splits,
         "speech": speech | {"sample_rate": rate, "rates": list(RATES), "shard_samples": SPEECH_SHARD_SAMPLES},

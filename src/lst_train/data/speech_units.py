@@ -59,8 +59,8 @@ def mfcc_features(audio: np.ndarray) -> np.ndarray:
                        center=False, return_complex=True).abs().pow(2).T  # [frames, 257]
     log_mel = torch.log(power @ _mel_filters() + 1e-6).numpy()
     mfcc = dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
-    delta = np.gradient(mfcc, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
-    delta2 = np.gradient(delta, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
+    delta = np.gradient(mfcc, axis=0)  # the padding above leaves at least STACK + 1 analysis frames
+    delta2 = np.gradient(delta, axis=0)
     frames = np.concatenate([mfcc, delta, delta2], axis=1)[: n * STACK]
     frames = (frames - frames.mean(axis=0)) / (frames.std(axis=0) + 1e-5)
     return frames.reshape(n, STACK, -1).mean(axis=1).astype(np.float32)
@@ -78,31 +78,34 @@ def fit_units(features: np.ndarray, n_units: int, seed: int = 0, iterations: int
             "std": std.astype(np.float32)}
 
 
-def corpus_features(patterns: list[str], max_minutes: float, skips: SkipCounter) -> tuple[np.ndarray, dict]:
-    """MFCC unit-frame features of the speech shards matching `patterns`, in sorted shard order, up to
-    `max_minutes` of audio; unreadable or bad audio is skipped and counted in `skips`."""
-    shards = sorted({path for pattern in patterns for path in list_shards(pattern)})
-    if not shards:
-        raise ValueError(f"no speech shard matches {patterns}")
-    features, seconds, clips = [], 0.0, 0
+def _speech_clips(shards: list[str], skips: SkipCounter):
+    """The audio of every speech record of `shards` at 16 kHz, in order; bad records skipped and counted."""
     for shard in shards:
         for record in tar_records(shard, skips):
             ext = next((e for e in AUDIO_EXTENSIONS if e in record.files), None)
             try:
                 if ext is None:
                     raise SkipSample("missing_audio", record.key, f"members {sorted(record.files)}")
-                audio = decode_audio(record.files[ext], record.key, SAMPLE_RATE, 3600.0, 1e-4)
+                yield decode_audio(record.files[ext], record.key, SAMPLE_RATE, 3600.0, 1e-4)
             except SkipSample as skip:
                 skips.add(skip.reason, skip.where, skip.detail)
-                continue
-            features.append(mfcc_features(audio))
-            seconds += len(audio) / SAMPLE_RATE
-            clips += 1
-            if seconds >= max_minutes * 60:
-                return np.concatenate(features), {"clips": clips, "seconds": seconds, "shards": len(shards)}
+
+
+def corpus_features(patterns: list[str], max_minutes: float, skips: SkipCounter) -> tuple[np.ndarray, dict]:
+    """MFCC unit-frame features of the speech shards matching `patterns`, in sorted shard order, up to
+    `max_minutes` of audio; unreadable or bad audio is skipped and counted in `skips`."""
+    shards = sorted({path for pattern in patterns for path in list_shards(pattern)})
+    if not shards:
+        raise ValueError(f"no speech shard matches {patterns}")
+    features, seconds = [], 0.0
+    for audio in _speech_clips(shards, skips):
+        features.append(mfcc_features(audio))
+        seconds += len(audio) / SAMPLE_RATE
+        if seconds >= max_minutes * 60:
+            break
     if not features:
         raise ValueError(f"no readable audio in {len(shards)} shard(s) matching {patterns}")
-    return np.concatenate(features), {"clips": clips, "seconds": seconds, "shards": len(shards)}
+    return np.concatenate(features), {"clips": len(features), "seconds": seconds, "shards": len(shards)}
 
 
 def assign_units(features: np.ndarray, tensors: dict[str, np.ndarray]) -> np.ndarray:
@@ -115,6 +118,18 @@ def save_units(tensors: dict[str, np.ndarray], path: str, summary: dict) -> None
     # One metadata entry: safetensors writes several in no fixed order, and the demo corpus is byte-reproducible.
     info = {"format": FORMAT, "sample_rate": SAMPLE_RATE, "frame_rate": FRAME_RATE, "summary": summary}
     save_file(tensors, path, metadata={"lst_units": json.dumps(info, sort_keys=True)})
+
+
+def train_units(patterns: list[str], n_units: int, out: str, max_minutes: float, seed: int,
+                skips: SkipCounter) -> dict:
+    """Fit `n_units` units on the speech of the shards matching `patterns` and write the units file `out`; returns
+    its summary (also stored in the file): audio read, frames, units in use and their entropy, skips."""
+    features, read = corpus_features(patterns, max_minutes, skips)
+    tensors = fit_units(features, n_units, seed)
+    summary = {**read, "frames": len(features), "units": n_units, "seed": seed,
+               **units_summary(assign_units(features, tensors), n_units), "skipped": skips.as_dict()}
+    save_units(tensors, out, summary)
+    return summary
 
 
 class KMeansUnitCodec:

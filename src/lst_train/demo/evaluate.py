@@ -18,23 +18,23 @@ from lst_train.export import load_for_eval
 from lst_train.evaluation.scoring import evaluate
 
 
-def _tokens_key(cfg) -> tuple[str, str]:
-    """What the tokens of a family depend on: its codec (and codebooks kept) and its text BPE."""
-    return codec_key(cfg.data.codec, cfg.model.vocab.n_codebooks), cfg.data.tokenizer
+def _shared(shared: dict, cfg, vocab) -> tuple[SpeechTextTokenizer, dict]:
+    """The tokenizer and the per-tokenization store (encoded audio, documents) of a family, shared with every family
+    whose tokens depend on the same codec (and codebooks kept) and text BPE."""
+    key = codec_key(cfg.data.codec, cfg.model.vocab.n_codebooks), cfg.data.tokenizer
+    if key not in shared:
+        shared[key] = (SpeechTextTokenizer.from_config(cfg.data, vocab), {})
+    return shared[key]
 
 
 def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 16, out=print) -> dict:
     """run name -> {setting: {items, correct_sum, correct_mean, accuracy_sum, accuracy_mean}, 'skipped': {...}}."""
     skips = SkipCounter()
     items = read_items(items_path, skips)
-    shared: dict = {}  # tokens key -> (tokenizer, speech cache)
-    results = {}
+    shared, results = {}, {}
     for name, run_dir in run_dirs.items():
         model, cfg = load_for_eval(run_dir)
-        key = _tokens_key(cfg)
-        if key not in shared:
-            shared[key] = (SpeechTextTokenizer.from_config(cfg.data, model.vocab), {})
-        tokenizer, speech_cache = shared[key]
+        tokenizer, speech_cache = _shared(shared, cfg, model.vocab)
         builder = PromptBuilder(tokenizer, evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps),
                                 speech_cache)
         run_skips = SkipCounter(skips.as_dict())
@@ -55,13 +55,10 @@ def split_sources(split_dir: str) -> list[SourceConfig]:
 def heldout_runs(run_dirs: dict[str, str], splits: dict[str, str], max_documents: int = 400,
                  batch_size: int = 8, out=print) -> dict:
     """run name -> split name -> heldout_loss result ({"total", "sources": [speech, text]}) on every split dir."""
-    shared, results = {}, {}  # tokens key -> (tokenizer, split -> documents)
+    shared, results = {}, {}
     for name, run_dir in run_dirs.items():
         model, cfg = load_for_eval(run_dir)
-        key = _tokens_key(cfg)
-        if key not in shared:
-            shared[key] = (SpeechTextTokenizer.from_config(cfg.data, model.vocab), {})
-        tokenizer, documents = shared[key]
+        tokenizer, documents = _shared(shared, cfg, model.vocab)  # documents: split -> held-out documents
         patcher = evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)
         results[name] = {}
         for split, path in splits.items():

@@ -185,11 +185,9 @@ def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: 
 
 
 def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[dict], accuracies: dict,
-                 heldout: dict, n_endings: int, reference: str, tensorboard: str,
-                 references: dict[str, str] | None = None) -> str:
-    """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path. `references`: the
-    family each family is judged against (default: `reference` for all)."""
-    references = references or {r["family"]: reference for r in rows}
+                 heldout: dict, n_endings: int, reference: str, tensorboard: str, references: dict[str, str]) -> str:
+    """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path. `reference`: the family
+    the results are compared with; `references`: the family each family's held-out verdict is judged against."""
     loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
     lines = ["# lst_train demo: baseline vs LST at equal training FLOPs", "", *header, "",
