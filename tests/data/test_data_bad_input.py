@@ -56,6 +56,7 @@ def _bad_speech_samples(rng):
         ("o-outside", {"wav": good["wav"], "json": _json([{"word": "a", "start": 0.1, "end": 99.0}])},
          "invalid_words"),
         ("p-empty-transcript", {"wav": good["wav"], "json": _json([], text="")}, "empty_transcript"),
+        ("p2-no-timings", {"wav": good["wav"], "json": _json([], text="a transcript")}, "no_word_timings"),
         ("q-units-range", {"units.json": json.dumps({"units": [1, 99999], "frame_rate": 25,
                                                      "words": shifted}).encode()}, "invalid_units"),
         ("r-good-units", {"units.json": json.dumps({"units": [5] * int(duration * 25), "frame_rate": 25,

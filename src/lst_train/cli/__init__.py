@@ -8,7 +8,8 @@ import os
 import sys
 
 from lst_train.cli.convert import convert_main
-from lst_train.cli.data import add_data_build_demo_eval_parser, add_data_build_demo_parser, add_data_inspect_parser
+from lst_train.cli.data import (add_data_build_demo_eval_parser, add_data_build_demo_parser, add_data_inspect_parser,
+                                add_data_pack_parsers)
 from lst_train.cli.demo import add_demo_parser
 from lst_train.cli.evaluation import add_eval_parser
 from lst_train.cli.generate import add_generate_parser
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True)
     add_data_build_demo_parser(data)
     add_data_inspect_parser(data)
+    add_data_pack_parsers(data)
     add_data_build_demo_eval_parser(data)
     return parser
 

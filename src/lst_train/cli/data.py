@@ -10,6 +10,7 @@ from lst_train.config import load_config
 from lst_train.corpora import espeak
 from lst_train.corpora.demo_corpus import BuildError, build_demo_corpus
 from lst_train.corpora.demo_eval import build_demo_eval
+from lst_train.data.ingest.pack import packed_index
 from lst_train.data.inspect_loader import inspect_loader
 from lst_train.data.loader_spec import LoaderSpec
 
@@ -58,7 +59,15 @@ def add_data_build_demo_eval_parser(data_commands) -> None:
 
 
 def _run_inspect(args: argparse.Namespace) -> None:
-    s = inspect_loader(LoaderSpec.from_recipe(load_config(args.config, args.overrides)), args.batches)
+    spec = LoaderSpec.from_recipe(load_config(args.config, args.overrides))
+    for source in spec.data.sources:
+        index = packed_index(source.path)
+        if index is not None:
+            timings = index["word_timings"]
+            print(f"{source.path}: packed set (index.json): {index['utterances']} utterances, {index['hours']} h, "
+                  f"{index['speakers']} speakers, word timings for {timings['coverage']:.1%} "
+                  f"(given {timings['given']}, aligned {timings['aligned']}), skipped {index['skipped'] or 'nothing'}")
+    s = inspect_loader(spec, args.batches)
     print(f"{s['batches']} batches in {s['seconds']} s: {s['tokens_per_s']:,} tokens/s, "
           f"{s['speech_seconds_per_s']} speech seconds/s")
     print(f"modality mix: speech {s['speech_token_fraction']}, text {s['text_token_fraction']} of tokens")
@@ -80,3 +89,84 @@ def add_data_inspect_parser(data_commands) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     parser.add_argument("--batches", type=int, default=20, help="batches to read (default 20)")
     parser.set_defaults(run=_run_inspect)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """'512MB' -> 512000000; also KB, GB, KiB, MiB, GiB and plain bytes."""
+    number = text.rstrip("BbKkMmGgIi")
+    unit = text[len(number):].upper()
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size like 512MB, 2GB or 100000") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a shard needs a positive size")
+    return int(value)
+
+
+def _pack_options(args: argparse.Namespace):
+    from lst_train.data.ingest.sample_builder import PackOptions
+
+    return PackOptions(align=args.align, keep_unaligned=args.keep_unaligned, realign=getattr(args, "realign", False),
+                       min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+
+
+def _print_index(verb: str, out: Path, index: dict) -> None:
+    timings = index["word_timings"]
+    print(f"{verb} {index['utterances']} utterances, {index['hours']:.3f} h, {index['words']} words, "
+          f"{index['speakers']} speakers into {len(index['shards'])} shard(s) under {out} ({out / 'index.json'}); "
+          f"word timings: given {timings['given']}, aligned {timings['aligned']}, none {timings['none']} "
+          f"(coverage {timings['coverage']:.1%}); skipped: {index['skipped'] or 'nothing'}")
+
+
+def _run_pack(args: argparse.Namespace) -> None:
+    from lst_train.data.ingest.pack import pack_corpus
+    from lst_train.data.ingest.plan import PackError
+
+    try:
+        index = pack_corpus(args.sources, Path(args.out), _pack_options(args), args.shard_size, args.shuffle_seed,
+                            args.workers)
+    except (PackError, FileNotFoundError, RuntimeError) as err:
+        raise SystemExit(f"lst-train: {err}") from None
+    _print_index("packed", Path(args.out), index)
+
+
+def _run_align(args: argparse.Namespace) -> None:
+    from lst_train.data.ingest.pack import align_shards
+    from lst_train.data.ingest.plan import PackError
+
+    try:
+        index = align_shards(args.shards, Path(args.out), _pack_options(args), args.workers)
+    except (PackError, RuntimeError) as err:
+        raise SystemExit(f"lst-train: {err}") from None
+    _print_index("aligned", Path(args.out), index)
+
+
+def _add_sample_options(parser: argparse.ArgumentParser, default_align: str) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (a re-run finishes it)")
+    parser.add_argument("--align", choices=("none", "pocketsphinx"), default=default_align,
+                        help=f"forced alignment for samples without word timings (default {default_align})")
+    parser.add_argument("--keep-unaligned", action="store_true",
+                        help="pack samples the aligner cannot time without timings instead of skipping them")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--min-seconds", type=float, default=0.2, help="skip shorter audio (default 0.2)")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="skip longer audio (default 120)")
+
+
+def add_data_pack_parsers(data_commands) -> None:
+    """`data pack SRC... --out DIR` and `data align SHARDS... --out DIR`."""
+    pack = data_commands.add_parser(
+        "pack", help="LibriSpeech trees, jsonl/tsv manifests or audio+.txt folders -> training shards + index.json")
+    pack.add_argument("sources", nargs="+", metavar="SRC", help="a directory or a .jsonl / .tsv manifest")
+    _add_sample_options(pack, "none")
+    pack.add_argument("--shard-size", type=parse_size, default="512MB", help="bytes per shard (default 512MB)")
+    pack.add_argument("--shuffle-seed", type=int, help="shuffle the utterance order with this seed (default: sorted)")
+    pack.set_defaults(run=_run_pack)
+    align = data_commands.add_parser("align", help="add forced-alignment word timings to existing shards")
+    align.add_argument("shards", nargs="+", metavar="SHARDS", help="shard files or glob patterns ('dir/*.tar')")
+    _add_sample_options(align, "pocketsphinx")
+    align.add_argument("--realign", action="store_true", help="also re-time samples that have word timings")
+    align.set_defaults(run=_run_align)

@@ -82,7 +82,8 @@ class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     """The mixture: a list of {kind, path, weight, sequence}."""
     tokenizer: str = ""
-    """tiktoken BPE ranks file for text (make one with `lst-train tokenizer train`)."""
+    """tiktoken BPE ranks file for text (make one with `lst-train tokenizer train`), or 'bytes' for byte-level text
+    (256 ids, no file)."""
     seq_units: int = 512
     """Global positions per packed row: patches for the LST, tokens for the baseline (fixed compute per step)."""
     max_row_tokens: int = 0

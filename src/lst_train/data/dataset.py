@@ -17,7 +17,7 @@ from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.shards import list_shards
 from lst_train.data.speech_units import check_units_file
 from lst_train.data.stream import ReaderStream
-from lst_train.data.text_tokenizer import TRAIN_COMMAND, TextTokenizer
+from lst_train.data.text_tokenizer import BYTE_LEVEL, TRAIN_COMMAND, TextTokenizer
 
 # torchdata 0.11 calls torch.set_vital, deprecated in torch 2.13, on every loader it builds: harmless, and it
 # would print twice per rank in every run's console.
@@ -42,7 +42,7 @@ def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
                           "(transformers format), or leave it empty for random weights (tests only)")
     if data.codec.kind == "kmeans":
         check_units_file(weights, spec.model.vocab)
-    if not os.path.isfile(data.tokenizer):
+    if data.tokenizer != BYTE_LEVEL and not os.path.isfile(data.tokenizer):
         raise ConfigError(f"data.tokenizer: no file {data.tokenizer!r}; make one with {TRAIN_COMMAND}")
     n_text = TextTokenizer.from_file(data.tokenizer).n_vocab
     if n_text > spec.model.vocab.text_size:

@@ -23,7 +23,13 @@ REASONS = (
     "audio_too_long",       # longer than data.codec.max_seconds
     "invalid_units",        # pre-computed units that are not integers in the codebook range, or no frame rate
     "missing_text",         # a text record without a non-empty "text" string
-    "missing_audio",        # an evaluation item without the audio a spoken setting needs
+    "missing_audio",        # an evaluation item or manifest line whose audio file is missing
+    "missing_transcript",   # packing: an audio file with no transcript (trans.txt line, manifest text, KEY.txt)
+    "invalid_manifest",     # packing: a manifest line that does not parse or lacks an audio path / text
+    "duplicate_key",        # packing: a second input with a sample key already taken (the first is kept)
+    "audio_too_short",      # packing: shorter than --min-seconds
+    "unalignable",          # forced alignment: a word the dictionary lacks, or the search lost the transcript
+    "no_word_timings",      # a speech sample with a transcript but no word timings (packed --keep-unaligned)
     "unsplit_audio",        # a spoken story pair with no consistent context/ending pause (eval convert)
 )
 

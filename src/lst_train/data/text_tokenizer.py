@@ -25,6 +25,8 @@ from tqdm import tqdm
 PAT_STR = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
            r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
 TRAIN_COMMAND = "lst-train tokenizer train --input ... --vocab-size N --out FILE.tiktoken"
+BYTE_LEVEL = "bytes"
+"""data.tokenizer value for byte-level text (no ranks file): a start before a BPE is trained."""
 
 Pair = tuple[int, int]
 
@@ -156,7 +158,11 @@ class TextTokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TextTokenizer:
-        """Load a `.tiktoken` ranks file written by `write_ranks`; the encoding is named after the file stem."""
+        """Load a `.tiktoken` ranks file written by `write_ranks`; the encoding is named after the file stem.
+        `BYTE_LEVEL` ('bytes') instead of a path: the 256 single bytes and no merges (text as UTF-8 bytes)."""
+        if str(path) == BYTE_LEVEL:
+            ranks = {bytes([i]): i for i in range(256)}
+            return cls(tiktoken.Encoding(name="bytes", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens={}))
         ranks = read_ranks(path)
         return cls(tiktoken.Encoding(name=Path(path).stem, pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens={}))
 

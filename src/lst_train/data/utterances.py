@@ -55,9 +55,12 @@ def parse_words(obj: dict, duration: float, where: str) -> tuple[list[str], list
     text = obj.get("text", "")
     if not isinstance(text, str):
         raise SkipSample("invalid_json", where, "'text' is not a string")
-    if not isinstance(words, list) or not words:
-        if not words and not text.strip():
-            raise SkipSample("empty_transcript", where)
+    if not words and not text.strip():
+        raise SkipSample("empty_transcript", where)
+    if words is None or words == []:
+        raise SkipSample("no_word_timings", where,
+                         "a transcript without word timings: `lst-train data align` (or pack with --align) adds them")
+    if not isinstance(words, list):
         raise SkipSample("invalid_words", where, "'words' must be a non-empty list of {word, start, end}")
     names, times, previous_end = [], [], 0.0
     for i, item in enumerate(words):

@@ -1,0 +1,118 @@
+"""One input utterance -> the members of one shard sample (`KEY.<audio>`, `KEY.json`), validated and aligned.
+
+Audio the loader reads (flac, wav, ogg) is copied byte for byte; other formats are re-encoded as 16-bit FLAC at
+their own rate and channel count. Word timings the source gives are validated and kept; otherwise the aligner
+times the transcript, or the sample is unalignable (skipped, or packed without timings when asked).
+"""
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import soundfile
+
+from lst_train.data.audio import decode_audio
+from lst_train.data.ingest.aligner import SAMPLE_RATE as ALIGN_RATE
+from lst_train.data.ingest.inputs import KEPT_AUDIO
+from lst_train.data.skips import SkipSample
+from lst_train.data.utterances import parse_words
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """What `data pack` / `data align` do to every sample (part of the plan's fingerprint)."""
+
+    align: str = "none"
+    """'pocketsphinx': time the words of samples that have none; 'none': keep what the source gives."""
+    keep_unaligned: bool = False
+    """Pack samples the aligner cannot time without word timings instead of skipping them."""
+    realign: bool = False
+    """Align every sample, replacing timings the source gives (`data align --realign`)."""
+    min_seconds: float = 0.2
+    """Shorter audio is skipped (audio_too_short)."""
+    max_seconds: float = 120.0
+    """Longer audio is skipped (audio_too_long), like the loader's data.codec.max_seconds."""
+    silence_threshold: float = 1e-4
+    """Audio whose peak is below this is skipped (silent_audio)."""
+
+
+@dataclass
+class SampleInput:
+    """One sample before validation, from a source file (pack) or a shard record (align)."""
+
+    key: str
+    where: str
+    """Where to look when it is skipped (a path, or shard:key)."""
+    audio: bytes | None
+    audio_ext: str
+    meta: dict
+    """The sample's JSON so far: at least 'text'; 'words', 'speaker' and other keys are kept."""
+    other_members: dict[str, bytes] = field(default_factory=dict)
+    """Members copied unchanged (align: e.g. KEY.units.json)."""
+
+
+@dataclass
+class BuiltSample:
+    members: list[tuple[str, bytes]]
+    """(member name, bytes) in shard order: audio, then json, then the others."""
+    seconds: float
+    words: int
+    speaker: str | None
+    timing: str
+    """'given' (from the source), 'aligned', or 'none' (packed without timings)."""
+    unaligned_because: str = ""
+    """Why the aligner could not time it (timing 'none' under keep_unaligned)."""
+
+
+def _flac(data: bytes) -> bytes:
+    audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    out = io.BytesIO()
+    soundfile.write(out, audio, rate, format="FLAC", subtype="PCM_16")
+    return out.getvalue()
+
+
+def build_sample(sample: SampleInput, options: PackOptions, aligner) -> BuiltSample:
+    """Validate and (if asked) align one sample; raises SkipSample with the reason."""
+    if sample.audio is None:
+        raise SkipSample("missing_audio", sample.where)
+    meta = dict(sample.meta)
+    text = meta.get("text") if isinstance(meta.get("text"), str) else ""
+    given = meta.get("words") if not options.realign else None
+    if not text.strip() and not given:
+        raise SkipSample("empty_transcript", sample.where)
+    try:
+        info = soundfile.info(io.BytesIO(sample.audio))
+    except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as err:
+        raise SkipSample("unreadable_audio", sample.where, str(err).splitlines()[0] if str(err) else "") from None
+    if info.samplerate > 0 and info.frames / info.samplerate < options.min_seconds:
+        raise SkipSample("audio_too_short", sample.where, f"{info.frames / info.samplerate:.3f} s")
+    wants_alignment = not given and options.align != "none"
+    rate = ALIGN_RATE if wants_alignment else info.samplerate
+    audio = decode_audio(sample.audio, sample.where, rate, options.max_seconds, options.silence_threshold)
+    seconds = len(audio) / rate
+    timing, unaligned_because = "none", ""
+    if given:
+        names, times = parse_words({"text": text, "words": given}, seconds, sample.where)
+        meta["words"] = [{"word": n, "start": s, "end": e} for n, (s, e) in zip(names, times)]
+        timing = "given"
+    else:
+        meta.pop("words", None)
+        if wants_alignment:
+            try:
+                aligned = aligner.align(audio, text, sample.where)
+                meta["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in aligned]
+                timing = "aligned"
+            except SkipSample as err:
+                if not options.keep_unaligned:
+                    raise
+                unaligned_because = str(err)
+    audio_ext = sample.audio_ext if sample.audio_ext in KEPT_AUDIO else "flac"
+    audio_bytes = sample.audio if sample.audio_ext in KEPT_AUDIO else _flac(sample.audio)
+    meta["text"] = text.strip() or " ".join(w["word"] for w in meta["words"])
+    meta["seconds"] = round(seconds, 3)
+    members = [(f"{sample.key}.{audio_ext}", audio_bytes),
+               (f"{sample.key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())]
+    members += sorted((f"{sample.key}.{ext}", data) for ext, data in sample.other_members.items())
+    speaker = meta.get("speaker")
+    return BuiltSample(members, seconds, len(meta.get("words", ())), None if speaker is None else str(speaker),
+                       timing, unaligned_because)
