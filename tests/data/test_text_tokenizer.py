@@ -10,7 +10,7 @@ import tiktoken.load
 import zstandard
 
 from lst_train.cli.tokenizer import add_tokenizer_parser
-from lst_train.data.text_tokenizer import (PAT_STR, TextStats, TextTokenizer, read_ranks, read_training_texts,
+from lst_train.data.text_tokenizer import (BYTE_LEVEL, PAT_STR, TextStats, TextTokenizer, read_ranks, read_training_texts,
                                            train_bpe, write_ranks)
 
 SENTENCES = [
@@ -155,3 +155,11 @@ def test_cli_train(tmp_path, capsys):
     summary = capsys.readouterr().out.strip()
     assert "\n" not in summary and summary.startswith(f"wrote 300 ranks to {out}") and "1 bad lines" in summary
     assert TextTokenizer.from_file(out).n_vocab == 300
+
+
+def test_byte_level_text_needs_no_file_and_round_trips_any_utf8():
+    tokenizer = TextTokenizer.from_file(BYTE_LEVEL)
+    text = "Caf\u00e9 \u2014 \u00fcber 42!"
+    ids = tokenizer.encode(text)
+    assert tokenizer.n_vocab == 256 and ids == list(text.encode("utf-8"))
+    assert tokenizer.decode(ids) == text

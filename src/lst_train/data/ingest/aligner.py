@@ -31,12 +31,30 @@ class AlignedWord:
 class PocketsphinxAligner:
     """Word timings by forced alignment; one decoder per process (loading the model takes ~0.3 s)."""
 
-    def __init__(self):
+    def __init__(self, extra_dictionary: str = ""):
+        """`extra_dictionary`: a CMUdict-format file (`word PH ON EMES` per line, `;;;` comments) of words to add."""
         try:
             from pocketsphinx import Decoder
         except ImportError as err:  # a pinned requirement, but say so if an environment lacks it
             raise RuntimeError("--align pocketsphinx needs `pip install pocketsphinx==5.1.1`") from err
         self._decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **_BEAMS)
+        if extra_dictionary:
+            self._add_words(extra_dictionary)
+
+    def _add_words(self, path: str) -> None:
+        """Add each pronunciation of the file; raises ValueError naming the first line the model cannot use."""
+        with open(path, encoding="utf-8") as lines:
+            entries = [(n, line.split(maxsplit=1)) for n, line in enumerate(lines, 1)
+                       if line.strip() and not line.startswith(";;;")]
+        for n, parts in entries:
+            if len(parts) != 2:
+                raise ValueError(f"line {n}: expected 'word PHONES'")
+            word = parts[0].lower().split("(")[0]
+            try:
+                self._decoder.add_word(word, parts[1].strip(), False)  # True re-inits the search: 0.1 s a word
+            except RuntimeError:
+                raise ValueError(f"line {n}: phones {parts[1].strip()!r} of {word!r} are not the model's "
+                                 "(CMUdict ARPAbet without stress digits, e.g. HH EY T IH TH)") from None
 
     def missing_words(self, words: list[str]) -> list[str]:
         """Normalised words the pronunciation dictionary lacks, in order of first use."""
@@ -55,13 +73,14 @@ class PocketsphinxAligner:
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         decoder = self._decoder
         try:
-            decoder.set_align_text(" ".join(flat))
+            decoder.reinit_feat()  # the feature front end keeps state across utterances: timings would depend on
+            decoder.set_align_text(" ".join(flat))  # what this process aligned before (and resume would differ)
             decoder.start_utt()
             decoder.process_raw(pcm, full_utt=True)
             decoder.end_utt()
         except RuntimeError as err:
             raise SkipSample("unalignable", where, f"pocketsphinx: {err}") from None
-        segments = [(s.start_frame, s.end_frame + 1) for s in decoder.seg()
+        segments = [(s.start_frame, s.end_frame + 1) for s in decoder.seg() or ()
                     if not s.word.startswith(("<", "[")) and s.word != "</s>"]
         if len(segments) != len(flat):
             raise SkipSample("unalignable", where,

@@ -46,6 +46,11 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def file_digest(path: str) -> str:
+    with open(path, "rb") as data:
+        return hashlib.sha256(data.read()).hexdigest()
+
+
 def estimated_bytes(utterance: InputUtterance, skips: SkipCounter) -> int | None:
     """Bytes the sample will take in a shard: the file's size, or 16-bit PCM for formats re-encoded as FLAC (an
     upper bound); None (counted) if the file cannot be read."""

@@ -69,9 +69,10 @@ def _align_inputs(job: ShardJob, skips: SkipCounter) -> Iterator[SampleInput]:
 def _aligner(options: PackOptions):
     if options.align == "none":
         return None
-    if "aligner" not in _worker:
+    if _worker.get("aligner_dictionary") != options.dictionary or "aligner" not in _worker:
         from lst_train.data.ingest.aligner import PocketsphinxAligner
-        _worker["aligner"] = PocketsphinxAligner()
+        _worker["aligner"] = PocketsphinxAligner(options.dictionary)
+        _worker["aligner_dictionary"] = options.dictionary
     return _worker["aligner"]
 
 

@@ -26,6 +26,8 @@ class PackOptions:
     """'pocketsphinx': time the words of samples that have none; 'none': keep what the source gives."""
     keep_unaligned: bool = False
     """Pack samples the aligner cannot time without word timings instead of skipping them."""
+    dictionary: str = ""
+    """Extra pronunciations for the aligner, a CMUdict-format file (`--dict`)."""
     realign: bool = False
     """Align every sample, replacing timings the source gives (`data align --realign`)."""
     min_seconds: float = 0.2
