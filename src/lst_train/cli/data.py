@@ -111,7 +111,7 @@ def _pack_options(args: argparse.Namespace):
     from lst_train.data.ingest.sample_builder import PackOptions
 
     return PackOptions(align=args.align, keep_unaligned=args.keep_unaligned, realign=getattr(args, "realign", False),
-                       dictionary=args.dict, min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+                       dictionary=args.dict, units=args.units, min_seconds=args.min_seconds, max_seconds=args.max_seconds)
 
 
 def _print_index(verb: str, out: Path, index: dict) -> None:
@@ -153,6 +153,8 @@ def _add_sample_options(parser: argparse.ArgumentParser, default_align: str) -> 
                         help="pack samples the aligner cannot time without timings instead of skipping them")
     parser.add_argument("--dict", default="", metavar="FILE",
                         help="extra pronunciations for the aligner, CMUdict lines 'word PH ON EMES'")
+    parser.add_argument("--units", default="", metavar="FILE.safetensors",
+                        help="also store k-means units (KEY.units.json) from this `tokenizer train-units` file")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--min-seconds", type=float, default=0.2, help="skip shorter audio (default 0.2)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="skip longer audio (default 120)")

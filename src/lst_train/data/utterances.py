@@ -122,16 +122,17 @@ class DecodedRecord:
 def decode_record(record: RawRecord, codec_cfg: CodecConfig, get_codec: Callable, vocab: Vocab) -> DecodedRecord:
     """Check and decode one speech record (audio at the codec's rate, or units); raises SkipSample.
 
-    `get_codec()` returns the codec (built on first use) or None when data.codec.kind is 'units'.
+    `get_codec()` returns the codec (built on first use) or None when data.codec.kind is 'units'. A sample with
+    both audio and KEY.units.json (`data pack --units`) is read as units only under kind 'units'.
     """
-    if "units.json" in record.files:
+    audio_ext = next((ext for ext in AUDIO_EXTENSIONS if ext in record.files), None)
+    codec = get_codec() if audio_ext is not None else None
+    if "units.json" in record.files and codec is None:
         obj, frames, rate = _units(record, vocab.speech_codebook_size, vocab.n_codebooks)
         words, times = parse_words(obj, len(frames) / rate, record.key)
         return DecodedRecord(record.key, words, times, frames=frames, frame_rate=rate)
-    audio_ext = next((ext for ext in AUDIO_EXTENSIONS if ext in record.files), None)
     if audio_ext is None or "json" not in record.files:
         raise SkipSample("missing_json", record.key, f"members {sorted(record.files)}: need audio + KEY.json")
-    codec = get_codec()
     if codec is None:
         raise SkipSample("invalid_units", record.key, "data.codec.kind=units but the sample has no KEY.units.json")
     obj = _load_json(record.files["json"], record.key)

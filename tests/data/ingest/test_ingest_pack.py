@@ -15,12 +15,15 @@ import soundfile
 import soxr
 
 from helpers import ASSETS, REPO
+from lst_train.config.data import CodecConfig
 from lst_train.data.ingest.pack import align_shards, pack_corpus
 from lst_train.data.ingest.plan import PackError
 from lst_train.data.ingest.sample_builder import PackOptions
 from lst_train.data.shards import tar_records
 from lst_train.data.skips import SkipCounter, SkipSample
-from lst_train.data.utterances import parse_words
+from lst_train.data.speech_units import KMeansUnitCodec, train_units
+from lst_train.data.utterances import decode_record, parse_words
+from lst_train.vocab import Vocab
 
 ALIGN = PackOptions(align="pocketsphinx")
 TEXTS = {"0880": "HE WAS NOT AN ILL DISPOSED YOUNG MAN", "0930": "HE MIGHT EVEN HAVE BEEN MADE AMIABLE HIMSELF"}
@@ -212,3 +215,24 @@ def test_extra_pronunciations_make_a_word_alignable_and_a_bad_one_stops_at_start
         pack_corpus([str(tree)], tmp_path / "bad", PackOptions(align="pocketsphinx", dictionary=str(words)),
                     shard_bytes=10**9)
     assert not (tmp_path / "bad").exists()
+
+
+def test_units_stored_at_pack_time_are_what_the_loader_would_encode(tmp_path):
+    source = str(REPO / "tests/assets/librispeech")
+    pack_corpus([source], tmp_path / "plain", PackOptions(), shard_bytes=10**9)
+    units_file = str(tmp_path / "units.safetensors")
+    train_units([str(tmp_path / "plain" / "*.tar")], 8, units_file, 10.0, 0, SkipCounter())
+    pack_corpus([source], tmp_path / "units", PackOptions(align="pocketsphinx", units=units_file), shard_bytes=10**9)
+    vocab = Vocab(text_size=256, speech_codebook_size=8)
+    codec = KMeansUnitCodec(units_file)
+    for record in tar_records(str(tmp_path / "units" / "shard-000000.tar"), SkipCounter()):
+        stored = json.loads(record.files["units.json"])
+        assert stored["frame_rate"] == 25 and stored["words"] == json.loads(record.files["json"])["words"]
+        as_units = decode_record(record, CodecConfig(kind="units"), lambda: None, vocab)
+        encoded = decode_record(record, CodecConfig(kind="kmeans", weights=units_file), lambda: codec, vocab)
+        assert encoded.frames is None and encoded.audio is not None  # kmeans encodes the audio, ignoring units
+        np.testing.assert_array_equal(as_units.frames, codec.encode(encoded.audio))
+        assert as_units.words == encoded.words and as_units.times == encoded.times
+    with pytest.raises(PackError, match="--units .*train-units"):
+        pack_corpus([source], tmp_path / "bad", PackOptions(units=str(tmp_path / "plain" / "index.json")),
+                    shard_bytes=10**9)

@@ -14,18 +14,30 @@ from lst_train.data.skips import SkipCounter
 LOG = logging.getLogger("lst_train.data")
 
 
-def check_aligner(options: PackOptions) -> dict:
-    """Load the aligner once before any work, so a missing package or a bad --dict stops the run at start-up;
-    returns what the plan records about it (the dictionary's digest: other pronunciations, other timings)."""
-    if options.align == "none":
-        return {}
-    from lst_train.data.ingest.aligner import PocketsphinxAligner
+def check_tools(options: PackOptions) -> dict:
+    """Load the aligner and the units file once before any work, so a missing package, a bad --dict or --units
+    stops the run at start-up; returns what the plan records about them (file digests: other pronunciations or
+    centroids, other output)."""
+    recorded = {}
+    if options.align != "none":
+        from lst_train.data.ingest.aligner import PocketsphinxAligner
 
-    try:
-        PocketsphinxAligner(options.dictionary)
-    except (OSError, ValueError) as err:
-        raise PackError(f"--dict {options.dictionary}: {err}") from None
-    return {"dictionary_sha256": file_digest(options.dictionary)} if options.dictionary else {}
+        try:
+            PocketsphinxAligner(options.dictionary)
+        except (OSError, ValueError) as err:
+            raise PackError(f"--dict {options.dictionary}: {err}") from None
+        if options.dictionary:
+            recorded["dictionary_sha256"] = file_digest(options.dictionary)
+    if options.units:
+        from lst_train.data.speech_units import KMeansUnitCodec
+
+        try:
+            KMeansUnitCodec(options.units)
+        except (OSError, ValueError) as err:
+            raise PackError(f"--units {options.units}: {err}; make one with `lst-train tokenizer train-units`") \
+                from None
+        recorded["units_sha256"] = file_digest(options.units)
+    return recorded
 
 
 def pack_corpus(sources: list[str], out: Path, options: PackOptions, shard_bytes: int,
@@ -33,12 +45,12 @@ def pack_corpus(sources: list[str], out: Path, options: PackOptions, shard_bytes
     """Pack LibriSpeech trees, manifests and audio folders into shards under `out`; returns the index."""
     if options.realign:
         raise PackError("--realign is for `data align` (pack keeps the timings a source gives)")
-    aligner = check_aligner(options)
+    tools = check_tools(options)
     skips = SkipCounter()
     jobs = plan_pack(sources, shard_bytes, shuffle_seed, skips)
     if not jobs:
         raise PackError(f"no utterance found in {' '.join(sources)} (skipped: {skips.as_dict() or 'nothing'})")
-    plan = plan_record("pack", sources, options, {"shard_bytes": shard_bytes, "shuffle_seed": shuffle_seed} | aligner, jobs,
+    plan = plan_record("pack", sources, options, {"shard_bytes": shard_bytes, "shuffle_seed": shuffle_seed} | tools, jobs,
                        skips.as_dict())
     reconcile_plan(out, plan)
     total = sum(len(job.inputs) for job in jobs)
@@ -48,16 +60,16 @@ def pack_corpus(sources: list[str], out: Path, options: PackOptions, shard_bytes
 
 def align_shards(patterns: list[str], out: Path, options: PackOptions, workers: int = 1) -> dict:
     """Re-write existing shards into `out` with word timings from the aligner; returns the index."""
-    if options.align == "none":
-        raise PackError("data align needs an aligner: --align pocketsphinx")
+    if options.align == "none" and not options.units:
+        raise PackError("data align needs --align pocketsphinx (or --units FILE to add units only)")
     shards = sorted({path for pattern in patterns for path in list_shards(pattern)})
     if not shards:
         raise PackError(f"no shard matches {' '.join(patterns)}")
     if any(Path(s).resolve().parent == out.resolve() for s in shards):
         raise PackError(f"--out {out} holds the input shards: write the aligned shards to another directory")
-    aligner = check_aligner(options)
+    tools = check_tools(options)
     jobs = plan_align(shards)
-    plan = plan_record("align", shards, options, aligner, jobs, {})
+    plan = plan_record("align", shards, options, tools, jobs, {})
     reconcile_plan(out, plan)
     return write_index(out, plan, run_jobs(jobs, out, options, workers, None, "aligning"))
 

@@ -66,14 +66,25 @@ def _align_inputs(job: ShardJob, skips: SkipCounter) -> Iterator[SampleInput]:
                           {e: b for e, b in files.items() if b is not None})
 
 
+def _cached(name: str, path: str, build):
+    """One aligner / units codec per process, rebuilt only when its file changes."""
+    if _worker.get(f"{name}_path") != path or name not in _worker:
+        _worker[name], _worker[f"{name}_path"] = build(path), path
+    return _worker[name]
+
+
 def _aligner(options: PackOptions):
     if options.align == "none":
         return None
-    if _worker.get("aligner_dictionary") != options.dictionary or "aligner" not in _worker:
-        from lst_train.data.ingest.aligner import PocketsphinxAligner
-        _worker["aligner"] = PocketsphinxAligner(options.dictionary)
-        _worker["aligner_dictionary"] = options.dictionary
-    return _worker["aligner"]
+    from lst_train.data.ingest.aligner import PocketsphinxAligner
+    return _cached("aligner", options.dictionary, PocketsphinxAligner)
+
+
+def _units_codec(options: PackOptions):
+    if not options.units:
+        return None
+    from lst_train.data.speech_units import KMeansUnitCodec
+    return _cached("units", options.units, KMeansUnitCodec)
 
 
 def _report(packed: bool, seconds: float) -> None:
@@ -90,7 +101,7 @@ def run_job(job: ShardJob, out: Path, options: PackOptions) -> dict:
     inputs = _pack_inputs(job) if job.inputs is not None else _align_inputs(job, skips)
     for sample in inputs:
         try:
-            built: BuiltSample = build_sample(sample, options, _aligner(options))
+            built: BuiltSample = build_sample(sample, options, _aligner(options), _units_codec(options))
         except SkipSample as err:
             skips.add(err.reason, err.where, err.detail)
             examples.setdefault(err.reason, [])

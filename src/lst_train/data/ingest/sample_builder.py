@@ -9,6 +9,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import soundfile
 
 from lst_train.data.audio import decode_audio
@@ -26,6 +27,9 @@ class PackOptions:
     """'pocketsphinx': time the words of samples that have none; 'none': keep what the source gives."""
     keep_unaligned: bool = False
     """Pack samples the aligner cannot time without word timings instead of skipping them."""
+    units: str = ""
+    """A units file (`lst-train tokenizer train-units`): also store each sample's units as KEY.units.json, which
+    the loader reads under data.codec.kind=units instead of encoding the audio."""
     dictionary: str = ""
     """Extra pronunciations for the aligner, a CMUdict-format file (`--dict`)."""
     realign: bool = False
@@ -73,8 +77,43 @@ def _flac(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build_sample(sample: SampleInput, options: PackOptions, aligner) -> BuiltSample:
-    """Validate and (if asked) align one sample; raises SkipSample with the reason."""
+def _timings(meta: dict, given, audio: np.ndarray, seconds: float, text: str, sample: SampleInput,
+             options: PackOptions, aligner) -> tuple[str, str]:
+    """Set meta['words'] from the source or the aligner; returns (timing kind, why unaligned)."""
+    if given:
+        names, times = parse_words({"text": text, "words": given}, seconds, sample.where)
+        meta["words"] = [{"word": n, "start": s, "end": e} for n, (s, e) in zip(names, times)]
+        return "given", ""
+    meta.pop("words", None)
+    if aligner is None:
+        return "none", ""
+    try:
+        aligned = aligner.align(audio, text, sample.where)
+    except SkipSample as err:
+        if not options.keep_unaligned:
+            raise
+        return "none", str(err)
+    meta["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in aligned]
+    return "aligned", ""
+
+
+def _units_json(meta: dict, units: list[int] | None, frame_rate: float, old: bytes | None) -> bytes:
+    """KEY.units.json: fresh units, or the sample's old units with the new timings (unparsable ones are kept as
+    they are, for the loader to count)."""
+    try:
+        obj = {"units": units, "frame_rate": frame_rate} if units is not None else json.loads(old)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return old
+    if not isinstance(obj, dict):
+        return old
+    obj.pop("words", None)
+    if "words" in meta:
+        obj["words"] = meta["words"]
+    return json.dumps(obj | {"text": meta["text"]}, sort_keys=True).encode()
+
+
+def build_sample(sample: SampleInput, options: PackOptions, aligner, units_codec=None) -> BuiltSample:
+    """Validate, align (aligner given) and encode as units (units_codec given) one sample; raises SkipSample."""
     if sample.audio is None:
         raise SkipSample("missing_audio", sample.where)
     meta = dict(sample.meta)
@@ -88,33 +127,24 @@ def build_sample(sample: SampleInput, options: PackOptions, aligner) -> BuiltSam
         raise SkipSample("unreadable_audio", sample.where, str(err).splitlines()[0] if str(err) else "") from None
     if info.samplerate > 0 and info.frames / info.samplerate < options.min_seconds:
         raise SkipSample("audio_too_short", sample.where, f"{info.frames / info.samplerate:.3f} s")
-    wants_alignment = not given and options.align != "none"
-    rate = ALIGN_RATE if wants_alignment else info.samplerate
+    aligner = aligner if not given else None
+    rate = ALIGN_RATE if aligner is not None or units_codec is not None else info.samplerate
     audio = decode_audio(sample.audio, sample.where, rate, options.max_seconds, options.silence_threshold)
     seconds = len(audio) / rate
-    timing, unaligned_because = "none", ""
-    if given:
-        names, times = parse_words({"text": text, "words": given}, seconds, sample.where)
-        meta["words"] = [{"word": n, "start": s, "end": e} for n, (s, e) in zip(names, times)]
-        timing = "given"
-    else:
-        meta.pop("words", None)
-        if wants_alignment:
-            try:
-                aligned = aligner.align(audio, text, sample.where)
-                meta["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in aligned]
-                timing = "aligned"
-            except SkipSample as err:
-                if not options.keep_unaligned:
-                    raise
-                unaligned_because = str(err)
+    timing, unaligned_because = _timings(meta, given, audio, seconds, text, sample, options, aligner)
     audio_ext = sample.audio_ext if sample.audio_ext in KEPT_AUDIO else "flac"
     audio_bytes = sample.audio if sample.audio_ext in KEPT_AUDIO else _flac(sample.audio)
     meta["text"] = text.strip() or " ".join(w["word"] for w in meta["words"])
     meta["seconds"] = round(seconds, 3)
+    others = dict(sample.other_members)
+    if units_codec is not None:
+        units = units_codec.encode(audio)[:, 0].tolist()
+        others["units.json"] = _units_json(meta, units, units_codec.frame_rate, None)
+    elif "units.json" in others:
+        others["units.json"] = _units_json(meta, None, 0.0, others["units.json"])
     members = [(f"{sample.key}.{audio_ext}", audio_bytes),
                (f"{sample.key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())]
-    members += sorted((f"{sample.key}.{ext}", data) for ext, data in sample.other_members.items())
+    members += sorted((f"{sample.key}.{ext}", data) for ext, data in others.items())
     speaker = meta.get("speaker")
     return BuiltSample(members, seconds, len(meta.get("words", ())), None if speaker is None else str(speaker),
                        timing, unaligned_because)
