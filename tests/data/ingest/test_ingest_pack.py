@@ -62,10 +62,14 @@ def _messy_tree(root: Path) -> Path:
     (chapter / "7-11-0006.flac").write_bytes(b"not audio")        # unreadable
     _write(chapter / "7-11-0007.wav", clip[:800], rate, "WAV")      # 50 ms
     _write(chapter / "7-11-0008.flac", clip, rate, "FLAC")          # no transcript line
+    _write(chapter / "7-11-0010.flac", clip, rate, "FLAC")          # a transcript line that is not UTF-8
+    _write(chapter / "7-11-0011.wav", np.zeros(0, np.float32), rate, "WAV")  # no samples
+    _write(chapter / "7-11-0012.wav", np.tile(clip, 60), rate, "WAV")  # 3 minutes: over --max-seconds
     lines = [f"7-11-0001 {TEXTS['0880']}", f"7-11-0002 {TEXTS['0930']}", f"7-11-0003 {TEXTS['0930']}",
              "7-11-0004 HE WAS NOT AN XYZZYQ DISPOSED YOUNG MAN", "7-11-0005 SILENCE", "7-11-0006 BROKEN",
-             "7-11-0007 SHORT", "7-11-0009 NO AUDIO FOR THIS LINE"]
-    (chapter / "7-11.trans.txt").write_text("\n".join(lines) + "\n")
+             "7-11-0007 SHORT", "7-11-0009 NO AUDIO FOR THIS LINE", "7-11-0011 EMPTY", "7-11-0012 LONG"]
+    text = ("\n".join(lines) + "\n").encode() + b"7-11-0010 CAF\xe9\n"
+    (chapter / "7-11.trans.txt").write_bytes(text)
     return root
 
 
@@ -94,8 +98,8 @@ def test_librispeech_tree_is_packed_aligned_and_read_by_the_loader(tmp_path):
 def test_bad_inputs_are_skipped_counted_and_explained_and_formats_are_kept_or_converted(tmp_path):
     tree = _messy_tree(tmp_path / "tree")
     index = pack_corpus([str(tree)], tmp_path / "out", ALIGN, shard_bytes=10**9)
-    assert index["skipped"] == {"audio_too_short": 1, "missing_audio": 1, "missing_transcript": 1,
-                                "silent_audio": 1, "unalignable": 1, "unreadable_audio": 1}
+    assert index["skipped"] == {"audio_too_long": 1, "audio_too_short": 2, "invalid_utf8": 1, "missing_audio": 1,
+                                "missing_transcript": 1, "silent_audio": 1, "unalignable": 1, "unreadable_audio": 1}
     assert "xyzzyq" in index["skip_examples"]["unalignable"][0]
     samples = _samples(tmp_path / "out")
     assert sorted(samples) == ["7-11-0001", "7-11-0002", "7-11-0003"]

@@ -65,12 +65,17 @@ def librispeech_inputs(root: Path, skips: SkipCounter) -> list[InputUtterance]:
     audio = {Path(name).name: path for name, path in _audio_files(root).items()}
     found = []
     for trans in sorted(root.rglob("*.trans.txt")):
-        content = _read_text(trans, skips)
-        for number, line in enumerate((content or "").splitlines()):
-            uid, _, text = line.strip().partition(" ")
+        for number, raw in enumerate(trans.read_bytes().splitlines()):
+            uid_bytes, _, text_bytes = raw.strip().partition(b" ")
+            uid = uid_bytes.decode("utf-8", "replace")
             if not uid:
                 continue
             path = audio.pop(uid, None)
+            try:
+                text = text_bytes.decode("utf-8")
+            except UnicodeDecodeError as err:  # that line only; its audio is not also a missing transcript
+                skips.add("invalid_utf8", f"{trans}:{number + 1}", str(err))
+                continue
             if path is None:
                 skips.add("missing_audio", f"{trans}:{number + 1}", f"no audio file named {uid}.*")
                 continue
