@@ -11,6 +11,7 @@ from lst_train.config.data import SourceConfig
 from lst_train.data.patchers import KIND_WORD
 from lst_train.loss import next_token_loss_sums
 from lst_train.model import build_model
+from lst_train.trainer.checkpointing import RankLocalState
 
 from helpers import ASSETS, RECIPES
 from helpers.data import reader_stream, recipe_loader, write_tar, write_tokenizer
@@ -86,6 +87,9 @@ def test_prepared_utterances_travel_with_the_loader_state(real_corpus):
     state = stream.state_dict()
     assert any(source["prepared"] for source in state["sources"]), "a batch of 3 utterances was encoded and not all used yet"
     expected = [stream.next_batch().tokens for _ in range(10)]
+    saved = RankLocalState(0, lambda: state, None).state_dict()  # as the checkpoint stores it: weights_only-safe
+    restored = []
+    RankLocalState(0, None, restored.append).load_state_dict(saved)
     resumed = reader_stream(cfg)
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(restored[0])
     assert all(torch.equal(a, resumed.next_batch().tokens) for a in expected)

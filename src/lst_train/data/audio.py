@@ -9,6 +9,9 @@ import soxr
 from lst_train.data.skips import SkipSample
 
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg")
+# Headers are checked before any sample is read: a header may claim anything, and the read allocates what it claims.
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 64
 
 
 def decode_audio(data: bytes | None, where: str, target_rate: int, max_seconds: float,
@@ -18,6 +21,9 @@ def decode_audio(data: bytes | None, where: str, target_rate: int, max_seconds: 
         raise SkipSample("unreadable_member", where)
     try:
         info = soundfile.info(io.BytesIO(data))
+        if not (0 < info.samplerate <= MAX_SAMPLE_RATE and 0 < info.channels <= MAX_CHANNELS):
+            raise SkipSample("unreadable_audio", where, f"implausible header: {info.samplerate} Hz, "
+                                                        f"{info.channels} channels")
         if info.frames / info.samplerate > max_seconds:
             raise SkipSample("audio_too_long", where, f"{info.frames / info.samplerate:.1f} s > {max_seconds} s")
         audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)

@@ -28,6 +28,8 @@ class RawRecord:
     """The sample key (speech) or line number (text)."""
     files: dict[str, bytes | None]
     """Member bytes by extension, e.g. {'flac': ..., 'json': ...} (None: unreadable); text: {'line': ...}."""
+    defect: tuple[str, str] | None = None
+    """(skip reason, detail) found while reading: the record is to be skipped (unsafe member, line too long)."""
 
     @property
     def key(self) -> str:
@@ -39,20 +41,34 @@ def list_shards(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern, recursive=True))
 
 
+def _unsafe(member: tarfile.TarInfo) -> str:
+    """Why a member must not be trusted ('' if it can): links, absolute or '..' paths."""
+    if member.issym() or member.islnk():
+        return f"link {member.name} -> {member.linkname}"
+    if member.name.startswith("/") or ".." in member.name.split("/"):
+        return f"member path {member.name}"
+    return ""
+
+
 def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
-    """Group consecutive tar members by key; a truncated tar ends the shard (counted) instead of failing."""
-    key, files = None, {}
+    """Group consecutive tar members by key; a truncated tar ends the shard (counted) instead of failing. A sample
+    with an unsafe member (link, absolute or '..' path) carries the defect, so the reader skips it whole."""
+    key, files, defect = None, {}, None
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
-                if not member.isfile():
+                if member.isdir():
                     continue
                 base = member.name.rsplit("/", 1)[-1]
                 member_key, _, ext = base.partition(".")
                 if member_key != key and key is not None:
-                    yield RawRecord(path, key, files)
-                    files = {}
+                    yield RawRecord(path, key, files, defect)
+                    files, defect = {}, None
                 key = member_key
+                unsafe = _unsafe(member) or ("" if member.isfile() else f"special member {member.name}")
+                if unsafe:
+                    defect = defect or ("unsafe_member", unsafe)
+                    continue
                 try:
                     files[ext] = tar.extractfile(member).read()
                 except (tarfile.TarError, OSError) as err:
@@ -61,35 +77,67 @@ def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     except (tarfile.TarError, OSError, EOFError) as err:
         skips.add("truncated_shard", path, str(err))
     if key is not None:
-        yield RawRecord(path, key, files)
+        yield RawRecord(path, key, files, defect)
 
 
-def _zstd_lines(raw: io.BufferedIOBase) -> Iterator[bytes]:
-    """Lines of a (multi-frame) zstd stream; a stream cut mid-frame raises ZstdError instead of ending quietly."""
+MAX_LINE_BYTES = 64 << 20
+"""A text line longer than this is dropped without being held in memory (counted as line_too_long)."""
+_ZSTD_INPUT_BYTES = 1 << 10
+"""Compressed bytes per decompress call: zstd inflates at most ~32768:1, so one call yields at most ~32 MB."""
+
+
+def _zstd_chunks(raw: io.BufferedIOBase) -> Iterator[bytes]:
+    """Decompressed pieces of a (multi-frame) zstd stream, each of bounded size; a stream cut mid-frame raises
+    ZstdError instead of ending quietly."""
     decompressor = zstandard.ZstdDecompressor()
-    frame, fed, pending = decompressor.decompressobj(), False, b""
-    while chunk := raw.read(1 << 20):
-        while chunk:
-            pending += frame.decompress(chunk)
-            fed = True
-            chunk = b""
-            if frame.eof:
-                chunk = frame.unused_data
-                frame, fed = decompressor.decompressobj(), False
-        *lines, pending = pending.split(b"\n")
-        yield from lines
+    frame, fed = decompressor.decompressobj(), False
+    while data := raw.read(1 << 20):
+        for offset in range(0, len(data), _ZSTD_INPUT_BYTES):
+            chunk = data[offset: offset + _ZSTD_INPUT_BYTES]
+            while chunk:
+                out = frame.decompress(chunk)
+                fed, chunk = True, b""
+                if out:
+                    yield out
+                if frame.eof:
+                    chunk = frame.unused_data
+                    frame, fed = decompressor.decompressobj(), False
     if fed:
         raise zstandard.ZstdError("stream ends inside a zstd frame")
-    if pending:
-        yield pending
+
+
+def _bounded_lines(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
+    """Split a byte stream into lines without the newline; None for a line over MAX_LINE_BYTES (dropped as it
+    streams, never held whole)."""
+    parts: list[bytes] = []
+    size, dropping = 0, False
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if dropping or size + end - start > MAX_LINE_BYTES:
+                yield None
+            else:
+                yield b"".join(parts) + chunk[start:end]
+            parts, size, dropping = [], 0, False
+            start = end + 1
+        if not dropping:
+            parts.append(chunk[start:])
+            size += len(chunk) - start
+            if size > MAX_LINE_BYTES:
+                parts, size, dropping = [], 0, True
+    if dropping:
+        yield None
+    elif size:
+        yield b"".join(parts)
 
 
 def _text_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     try:
         with open(path, "rb") as raw:
-            lines = _zstd_lines(raw) if path.endswith(".zst") else raw
-            for number, line in enumerate(lines):
-                yield RawRecord(path, str(number + 1), {"line": line})
+            chunks = _zstd_chunks(raw) if path.endswith(".zst") else iter(lambda: raw.read(1 << 20), b"")
+            for number, line in enumerate(_bounded_lines(chunks)):
+                defect = None if line is not None else ("line_too_long", f"over {MAX_LINE_BYTES} bytes")
+                yield RawRecord(path, str(number + 1), {"line": line}, defect)
     except (OSError, zstandard.ZstdError) as err:
         skips.add("truncated_shard", path, str(err))
 

@@ -11,6 +11,8 @@ REASONS = (
     "missing_shard",        # a listed shard file vanished or cannot be opened
     "truncated_shard",      # a tar or zstd stream ends mid-record: the rest of the shard is lost
     "unreadable_member",    # a tar member whose bytes cannot be read
+    "unsafe_member",        # a tar sample with a member named by an absolute or '..' path, or a link
+    "line_too_long",        # a text line over MAX_LINE_BYTES (e.g. a decompression bomb): dropped unread
     "missing_json",         # a speech sample with audio but no KEY.json (or no audio / units at all)
     "invalid_json",         # JSON that does not parse, or a record that is not an object
     "invalid_utf8",         # bytes that are not UTF-8

@@ -11,6 +11,9 @@ import os
 from collections import deque
 from dataclasses import asdict, dataclass
 
+import numpy as np
+import torch
+
 from lst_train.config import DataConfig, SourceConfig
 from lst_train.data.shards import RawRecord, ShardCursor, decode_utf8
 from lst_train.data.skips import SkipCounter, SkipSample, SourceExhausted
@@ -29,14 +32,18 @@ class TextItem:
 
 def _prepared_state(entry: tuple) -> tuple:
     identity, result = entry
-    payload = {"skip": [result.reason, result.where, result.detail]} if isinstance(result, SkipSample) \
-        else asdict(result)
+    if isinstance(result, SkipSample):
+        return identity, {"skip": [result.reason, result.where, result.detail]}
+    payload = asdict(result)
+    payload["frames"] = torch.from_numpy(payload["frames"])  # a tensor: loader state loads with weights_only
     return identity, payload
 
 
 def _prepared_from_state(entry: tuple) -> tuple:
     identity, payload = entry
-    return identity, SkipSample(*payload["skip"]) if "skip" in payload else Utterance(**payload)
+    if "skip" in payload:
+        return identity, SkipSample(*payload["skip"])
+    return identity, Utterance(**(payload | {"frames": np.asarray(payload["frames"])}))
 
 
 class SourceReader:
@@ -84,6 +91,8 @@ class SourceReader:
     def _text_item(self) -> tuple[str, TextItem]:
         record = self.cursor.next_record()
         identity = self._identity(record)
+        if record.defect:
+            raise SkipSample(record.defect[0], record.key, record.defect[1])
         try:
             obj = json.loads(decode_utf8(record.files["line"], record.key))
         except json.JSONDecodeError as err:

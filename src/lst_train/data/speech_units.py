@@ -84,6 +84,8 @@ def _speech_clips(shards: list[str], skips: SkipCounter):
         for record in tar_records(shard, skips):
             ext = next((e for e in AUDIO_EXTENSIONS if e in record.files), None)
             try:
+                if record.defect:
+                    raise SkipSample(record.defect[0], record.key, record.defect[1])
                 if ext is None:
                     raise SkipSample("missing_audio", record.key, f"members {sorted(record.files)}")
                 yield decode_audio(record.files[ext], record.key, SAMPLE_RATE, 3600.0, 1e-4)

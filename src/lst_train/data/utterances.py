@@ -125,6 +125,8 @@ def decode_record(record: RawRecord, codec_cfg: CodecConfig, get_codec: Callable
     `get_codec()` returns the codec (built on first use) or None when data.codec.kind is 'units'. A sample with
     both audio and KEY.units.json (`data pack --units`) is read as units only under kind 'units'.
     """
+    if record.defect:
+        raise SkipSample(record.defect[0], record.key, record.defect[1])
     audio_ext = next((ext for ext in AUDIO_EXTENSIONS if ext in record.files), None)
     codec = get_codec() if audio_ext is not None else None
     if "units.json" in record.files and codec is None:

@@ -6,8 +6,8 @@ complete once DCP has written its `.metadata` (the last file of a save), so a cr
 one as the latest; a complete but unreadable one (e.g. a truncated file) is reported and the one before is used.
 """
 
+import io
 import logging
-import pickle
 import random
 from typing import Any, Callable
 
@@ -23,19 +23,27 @@ LOG = logging.getLogger("lst_train.checkpoint")
 
 
 class RankLocalState(Stateful):
-    """Pickled per-rank state under the key `rank{r}` (a resumed run needs the same world size)."""
+    """Per-rank state under the key `rank{r}` (a resumed run needs the same world size), serialized by torch.save
+    and read back with weights_only=True: containers, numbers, strings and tensors only, so a planted file cannot
+    run code through this state."""
 
     def __init__(self, rank: int, get: Callable[[], Any], put: Callable[[Any], None]):
         self.key = f"rank{rank}"
         self.get, self.put = get, put
 
     def state_dict(self) -> dict:
-        return {self.key: pickle.dumps(self.get())}
+        buffer = io.BytesIO()
+        torch.save(self.get(), buffer)
+        return {self.key: buffer.getvalue()}
 
     def load_state_dict(self, state: dict) -> None:
         if self.key not in state:
             raise ValueError(f"the checkpoint has no state for {self.key}: resume with the same number of ranks")
-        self.put(pickle.loads(state[self.key]))
+        data = state[self.key]
+        if not data.startswith(b"PK"):  # torch.save's zip; before 2026-11-28 this state was a raw pickle
+            raise ValueError(f"{self.key}: per-rank state in the old pickled format; resume this run with the "
+                             "version that wrote it")
+        self.put(torch.load(io.BytesIO(data), weights_only=True))
 
 
 def rng_state() -> dict:

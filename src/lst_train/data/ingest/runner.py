@@ -47,6 +47,9 @@ def _pack_inputs(job: ShardJob) -> Iterator[SampleInput]:
 def _align_inputs(job: ShardJob, skips: SkipCounter) -> Iterator[SampleInput]:
     """Samples of an existing shard; a sample without KEY.json or audio is skipped (missing_json)."""
     for record in tar_records(job.source_shard, skips):
+        if record.defect:
+            skips.add(record.defect[0], record.key, record.defect[1])
+            continue
         files = dict(record.files)
         ext = next((e for e in AUDIO_EXTENSIONS if e in files), None)
         data = files.pop("json", None)
