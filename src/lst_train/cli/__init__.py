@@ -37,9 +37,14 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from lst_train.trainer.train import train
+    from lst_train.trainer.train import CollectiveFailure, NonFiniteSteps, train
 
-    train(load_config(args.config, args.overrides))
+    try:
+        train(load_config(args.config, args.overrides))
+    except (NonFiniteSteps, CollectiveFailure) as err:
+        logging.getLogger("lst_train.train").error("%s", err)
+        logging.shutdown()
+        os._exit(3)
     # Skip interpreter teardown: with gloo, a few percent of processes abort there ("terminate called without an
     # active exception") after all work is done (see shared/NOTES.md), which torchrun reports as a failed rank.
     logging.shutdown()

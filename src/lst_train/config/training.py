@@ -67,6 +67,10 @@ class TrainingConfig:
     """AdamW beta2."""
     grad_clip: float = 1.0
     """Max global gradient norm (0 = no clipping)."""
+    max_bad_steps: int = 5
+    """A step whose global gradient norm is NaN or inf is not applied (weights and optimizer state unchanged; its
+    data and FLOPs still count), and is logged with its documents; after this many in a row the run saves a
+    checkpoint and stops with an error (0: never stop). Costs one device-to-host read of the norm per step."""
     device: Device = Device.auto
     """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'; the process group is nccl on cuda, gloo on cpu."""
     mixed_precision: Precision = Precision.auto
@@ -77,6 +81,10 @@ class TrainingConfig:
     """torch.compile each transformer block: 'auto' (on CUDA, where it pays; off on CPU, where compiling costs more
     than short runs gain), 'true' or 'false'. A string, not an Enum: YAML and the command line give true/false as
     booleans."""
+    collective_timeout_s: float = 1800.0
+    """Seconds a collective waits for the other ranks before this rank fails with an error naming its rank and step:
+    a stuck or dead peer becomes an error (and a torchrun restart), not a silent hang. It must exceed the slowest
+    rank's data step and checkpoint write. Gloo raises it; NCCL's watchdog aborts the process with its own line."""
     log_interval: int = 1
     """Steps between metric lines (console, RUN_DIR/metrics.jsonl, TensorBoard)."""
     peak_tflops: float = 0.0

@@ -26,6 +26,8 @@ class Batch:
     """The reader that made it: reader, step, cumulative skip counts, documents per source, epochs."""
     flops: float = 0.0
     """Exact training FLOPs (forward + backward) of the batch, counted by the loader."""
+    keys: list[list[str]] = field(default_factory=list)
+    """Per row, where its documents came from (`shard:KEY` / `shard:LINE`)."""
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """The tensors the step reads, on `device` (statistics stay on the host)."""

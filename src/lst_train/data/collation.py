@@ -54,7 +54,8 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
                  row_stats={**{name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
                                for name, values in stats.items()},
                             "source_tokens": torch.tensor([[r.source_tokens.get(i, 0) for i in range(n_sources)]
-                                                          for r in rows], dtype=torch.long).view(len(rows), n_sources)})
+                                                          for r in rows], dtype=torch.long).view(len(rows), n_sources)},
+                 keys=[list(r.keys) for r in rows])
 
 
 class BatchCollator:

@@ -40,6 +40,8 @@ class RowPacker:
                 self.offset += 1
             row.source_tokens[pending.source] = row.source_tokens.get(pending.source, 0) \
                 + self.token_offset - taken_from
+            if self.token_offset > taken_from:
+                row.keys += [key for key in pending.keys if key not in row.keys]
         return row
 
     def state_dict(self) -> dict:

@@ -32,6 +32,8 @@ class Piece:
     """A packed row's tokens per data source (its <bos> and padding belong to none)."""
     capped: bool = False
     """A packed row that stopped short of its units at the token cap (data.max_row_tokens)."""
+    keys: list[str] = field(default_factory=list)
+    """Where its documents came from (`shard:KEY`, `shard:LINE`): what a failed step's log names."""
 
     def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0, closed_early: bool = False) -> None:
         self.tokens += tokens
@@ -87,7 +89,7 @@ def row_partition(tokens: Sequence[int], vocab: Vocab, patcher: Patcher) -> tupl
 
 def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
     """Every span with its marker and patches, then <eos>."""
-    piece = Piece()
+    piece = Piece(keys=[document.key])
     for span in document.spans:
         render_span(piece, span, vocab, patcher, aligned)
     piece.add_patch([vocab.eos], KIND_SINGLE)

@@ -29,15 +29,16 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def init_world(requested_device: str, timeout_minutes: float = 30.0) -> World:
-    """Join the torchrun process group (or make a world of one): nccl on GPUs, gloo on CPU."""
+def init_world(requested_device: str, timeout_s: float = 1800.0) -> World:
+    """Join the torchrun process group (or make a world of one): nccl on GPUs, gloo on CPU; every collective fails
+    after `timeout_s` without its peers."""
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = pick_device(requested_device, local_rank)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        timeout = datetime.timedelta(minutes=timeout_minutes)
+        timeout = datetime.timedelta(seconds=timeout_s)
         if "MASTER_ADDR" in os.environ:
             dist.init_process_group(backend, timeout=timeout, device_id=device if device.type == "cuda" else None)
         else:  # a plain process: a private store, no network

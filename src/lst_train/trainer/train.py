@@ -55,7 +55,7 @@ def build_sharded_model(cfg: Config, world: World) -> torch.nn.Module:
 class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.world = init_world(cfg.training.device)
+        self.world = init_world(cfg.training.device, cfg.training.collective_timeout_s)
         _setup_logging(self.world, cfg.run_dir)
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, CONFIG), "w") as f:
@@ -77,11 +77,16 @@ class Trainer:
         self.budget = FlopBudget(cfg.training.flop_budget, cfg.training.steps) if cfg.training.flop_budget else None
         self.evaluator = TrainingEvaluator(cfg.evaluation, loader_spec, self.model, self.world.rank,
                                            self.world.world_size)
+        self.bad_steps = 0
+        """Steps of this process not applied for a non-finite gradient norm, and how many of the latest in a row."""
+        self.bad_in_a_row = 0
 
-    def train_step(self, micro_batches: list[Batch]) -> tuple[Tensor, Tensor]:
+    def train_step(self, micro_batches: list[Batch]) -> tuple[Tensor, Tensor, bool]:
         """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets, and the
-        optimizer step. No host synchronisation: returns this rank's loss sums (total, text, speech, n_text,
-        n_speech) and the global gradient norm, as device tensors, read only when the step is logged."""
+        optimizer step. Returns this rank's loss sums (total, text, speech, n_text, n_speech) and the global gradient
+        norm as device tensors (read only when the step is logged), and whether the update was applied: the one host
+        read per step is the norm's finiteness (with training.max_bad_steps), the same on every rank because the
+        norm is global, so all ranks skip together."""
         world = self.world
         local_targets = sum(int((b.labels != IGNORE_INDEX).sum()) for b in micro_batches)
         global_targets = torch.tensor(float(local_targets), dtype=torch.float64, device=world.device)
@@ -102,9 +107,11 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
-        self.optimizers.step()
+        applied = bool(torch.isfinite(grad_norm))
+        if applied:
+            self.optimizers.step()
         self.optimizers.zero_grad()
-        return totals, grad_norm
+        return totals, grad_norm, applied
 
     def _advance_schedule(self, local_flops: float) -> None:
         """One step of the LR schedule; with a FLOP budget, as many as the step's FLOPs (summed over ranks) are
@@ -156,8 +163,27 @@ class Trainer:
                 "mfu": n["flops"] / (seconds * self.peak * self.world.world_size) if self.peak else 0.0,
                 "mem_gb": memory_gb(self.world.device), "data_wait_frac": n["wait"] / seconds,
                 "tokens_seen": self.state.tokens_seen, "flops_seen": self.state.flops_seen,
-                "skipped": n["skipped"],
+                "skipped": n["skipped"], "bad_steps": self.bad_steps,
                 "source_token_shares": dict(zip(source_names(self.cfg.data.sources), token_shares(n["shares"])))}
+
+    def _bad_step(self, step: int, grad_norm: Tensor, micro_batches: list[Batch]) -> "NonFiniteSteps | None":
+        """A step not applied: count and log it with this rank's documents; after max_bad_steps in a row, the
+        error to stop with (once the step is logged and saved)."""
+        self.bad_steps += 1
+        self.bad_in_a_row += 1
+        keys = sorted({key for batch in micro_batches for row in batch.keys for key in row})
+        LOG.warning("step %d: gradient norm %s: update not applied (%d in a row, %d in this run); documents on rank "
+                    "%d: %s", step, float(grad_norm), self.bad_in_a_row, self.bad_steps,
+                    self.world.rank, ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else ""))
+        limit = self.cfg.training.max_bad_steps
+        if not limit or self.bad_in_a_row < limit:
+            return None
+        shards = sorted({key.rsplit(":", 1)[0] for key in keys})
+        return NonFiniteSteps(
+            f"stopping at step {step}: {limit} steps in a row (from step {step - limit + 1}) had a non-finite "
+            f"gradient norm (training.max_bad_steps={limit}); the weights are those of step {step - limit}, saved "
+            f"with the data position at step {step}; shards of the last step on rank {self.world.rank}: "
+            f"{', '.join(shards)}. Check those documents or lower training.lr, then run the same command to resume")
 
     def run(self) -> None:
         cfg = self.cfg
@@ -165,6 +191,20 @@ class Trainer:
         LOG.info("%s at step %d of %d on %d rank(s), %s", "resumed" if resumed is not None else "starting",
                  self.state.step, cfg.training.steps, self.world.world_size, self.world.device)
         preemption = PreemptionFlag(os.path.join(cfg.run_dir, ".pids"), self.world.rank)
+        try:
+            self._loop(preemption)
+        except RuntimeError as err:
+            if not any(sign in str(err) for sign in _PEER_FAILURES):
+                raise
+            raise CollectiveFailure(
+                f"rank {self.world.rank} of {self.world.world_size}, step {self.state.step + 1}: a collective failed "
+                f"({str(err).splitlines()[0][-160:]}): another rank stalled or died "
+                f"(training.collective_timeout_s={cfg.training.collective_timeout_s:g})") from err
+        finally:
+            preemption.close()
+
+    def _loop(self, preemption: PreemptionFlag) -> None:
+        cfg = self.cfg
         batches = iter(self.loader)
         pending = PendingCounts()
         since = time.perf_counter()
@@ -177,12 +217,15 @@ class Trainer:
                 micro_batches.append(next(batches))
                 self.loader_stats.update(micro_batches[-1])
             pending.add(micro_batches, time.perf_counter() - start)
-            totals, grad_norm = self.train_step(micro_batches)
+            totals, grad_norm, applied = self.train_step(micro_batches)
             self._advance_schedule(sum(batch.flops for batch in micro_batches))
             self.state.step += 1
             step = self.state.step
+            if applied:
+                self.bad_in_a_row = 0
+            diverged = None if applied else self._bad_step(step, grad_norm, micro_batches)
             finished = self._finished()
-            last = finished or step == stop_at
+            last = finished or step == stop_at or diverged is not None
             evaluated = self.evaluator.due(step, finished)
             logged = evaluated or step % cfg.training.log_interval == 0 or last
             # Sync points: logged steps and checkpoint steps; preemption is checked there (every log_interval steps).
@@ -199,11 +242,26 @@ class Trainer:
             if stop:
                 LOG.warning("preemption signal: saved step %d, exiting", step)
                 break
+            if diverged is not None:
+                self.checkpointer.close()
+                self.metrics.close()
+                raise diverged
         if finished and self.world.is_main:
             write_finished(cfg.run_dir, self.state.step, self.state.flops_seen)
         self.checkpointer.close()
         self.metrics.close()
-        preemption.close()
+
+
+# What gloo's errors say when a peer stops answering (timeout) or its process is gone.
+_PEER_FAILURES = ("Timed out waiting", "Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+class CollectiveFailure(RuntimeError):
+    """A collective did not complete: another rank stalled past training.collective_timeout_s, or died."""
+
+
+class NonFiniteSteps(RuntimeError):
+    """training.max_bad_steps consecutive steps had a non-finite gradient norm: the run saved and stopped."""
 
 
 class PendingCounts(dict):

@@ -1,0 +1,110 @@
+"""Faults a long run meets, injected for real under torchrun with gloo: steps whose gradients go non-finite (a
+learning rate that makes the model diverge) are not applied, are logged with their documents, and K of them in a
+row save and stop the run; a rank that stops answering (SIGSTOP) makes its peer fail within the collective timeout
+with an error naming rank and step."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import RECIPES
+from helpers.data import units_corpus
+from lst_train.export import export_run
+from lst_train.runs import complete_steps
+
+pytestmark = pytest.mark.timeout(600)
+DIVERGING = ["training.lr=1e4", "training.grad_clip=0", "training.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return units_corpus(tmp_path_factory.mktemp("corpus"), n_speech_shards=4, samples_per_shard=10)
+
+
+def _train(corpus, run_dir, *extra) -> subprocess.CompletedProcess:
+    args = [str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
+            f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units",
+            "data.seq_units=32", "data.batch_size=2", "training.log_interval=1", "checkpoint.interval=4",
+            f"run_dir={run_dir}", *extra]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lst_train",
+           "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_non_finite_steps_are_not_applied_and_the_run_goes_on(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    result = _train(corpus, run_dir, *DIVERGING, "training.steps=12", "training.max_bad_steps=0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = _metrics(run_dir)
+    bad = [r["step"] for r in records if r["grad_norm"] != r["grad_norm"]]
+    assert bad and records[-1]["bad_steps"] == len(bad) and records[-1]["step"] == 12
+    assert "update not applied" in result.stdout and "documents on rank 1" in result.stdout
+    exported = load_file(Path(export_run(str(run_dir), str(tmp_path / "export"))) / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in exported.values()), "a non-finite update reached the weights"
+
+
+def test_k_non_finite_steps_in_a_row_save_and_stop_naming_step_and_shards(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    result = _train(corpus, run_dir, *DIVERGING, "training.steps=30", "training.max_bad_steps=3")
+    assert result.returncode != 0
+    line = next(line for line in result.stdout.splitlines() if "stopping at step" in line)
+    step = int(line.split("stopping at step ")[1].split(":")[0])
+    assert "3 steps in a row" in line and "speech/shard-" in line and "training.max_bad_steps=3" in line
+    assert complete_steps(str(run_dir))[0] == step  # saved where it stopped: a resume continues past the bad data
+    records = _metrics(run_dir)
+    assert [r["grad_norm"] != r["grad_norm"] for r in records[-3:]] == [True] * 3
+
+
+def _worker_pid(torchrun_pid: int, rank: int) -> int | None:
+    """The pid of a torchrun worker by its RANK (workers are the agent's children)."""
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(torchrun_pid)], capture_output=True, text=True)
+    for pid in map(int, children.stdout.split()):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return pid
+    return None
+
+
+def test_a_stuck_rank_becomes_an_error_naming_rank_and_step_within_the_timeout(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lst_train",
+           "train", str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
+           f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units",
+           "data.seq_units=32", "data.batch_size=2", "training.steps=100000", "training.log_interval=1",
+           "checkpoint.interval=1000", "training.collective_timeout_s=10", f"run_dir={run_dir}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run_dir / "metrics.jsonl").is_file():
+            time.sleep(0.2)
+        pid = _worker_pid(proc.pid, 1)
+        assert pid is not None, "no rank-1 worker found"
+        os.kill(pid, signal.SIGSTOP)  # the rank hangs: alive, holding its sockets, answering nothing
+        stopped_at = time.time()
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the stopped worker, if torchrun left it
+        except ProcessLookupError:
+            pass
+    line = next((line for line in out.splitlines() if "a collective failed" in line), None)
+    assert line is not None, out[-3000:]
+    assert "rank 0 of 2, step " in line and "training.collective_timeout_s=10" in line
+    error_at = time.time() - stopped_at
+    assert proc.returncode != 0 and error_at < 100, error_at
