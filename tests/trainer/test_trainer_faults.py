@@ -1,7 +1,8 @@
 """Faults a long run meets, injected for real under torchrun with gloo: steps whose gradients go non-finite (a
 learning rate that makes the model diverge) are not applied, are logged with their documents, and K of them in a
 row save and stop the run; a rank that stops answering (SIGSTOP) makes its peer fail within the collective timeout
-with an error naming rank and step."""
+with an error naming rank and step; a checkpoint that cannot be written (a file in its way, a full tmpfs) is one
+error line, leaves no partial folder, and either lets training go on or stops it cleanly for an exact resume."""
 
 import json
 import os
@@ -32,8 +33,8 @@ def corpus(tmp_path_factory):
 def _train(corpus, run_dir, *extra) -> subprocess.CompletedProcess:
     args = [str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
             f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units",
-            "data.seq_units=32", "data.batch_size=2", "training.log_interval=1", "checkpoint.interval=4",
-            f"run_dir={run_dir}", *extra]
+            "data.seq_units=32", "data.batch_size=2", "training.log_interval=1", "training.warmup_steps=2",
+            "checkpoint.interval=4", f"run_dir={run_dir}", *extra]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lst_train",
            "train", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=os.environ | {"PYTHONUNBUFFERED": "1"})
@@ -108,3 +109,62 @@ def test_a_stuck_rank_becomes_an_error_naming_rank_and_step_within_the_timeout(c
     assert "rank 0 of 2, step " in line and "training.collective_timeout_s=10" in line
     error_at = time.time() - stopped_at
     assert proc.returncode != 0 and error_at < 100, error_at
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in _metrics(run_dir)}
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference")
+    result = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return _losses(run_dir)
+
+
+def test_an_unwritable_checkpoint_is_one_error_line_and_training_goes_on(corpus, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step-4").write_text("a file where the step-4 folder must go")
+    result = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2", "checkpoint.keep_last=0")
+    assert result.returncode == 0, result.stdout[-3000:]
+    errors = [line for line in result.stdout.splitlines() if "could not be written" in line]
+    assert len(errors) == 2 and all("checkpoint step-4" in e and "FileExistsError" in e and "step-2" in e
+                                    and "tries again at step 6" in e for e in errors)  # one line per rank
+    assert complete_steps(str(run_dir)) == [8, 6, 2]
+    assert _losses(run_dir) == reference
+
+
+def _mount_tmpfs(path: Path, size: int) -> bool:
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_stops_cleanly_and_the_relaunch_resumes_exactly(corpus, reference, tmp_path):
+    sized = tmp_path / "sized"
+    assert _train(corpus, sized, "training.steps=2", "checkpoint.interval=2").returncode == 0
+    size = sum(f.stat().st_size for f in (sized / "checkpoints" / "step-2").iterdir())
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    if not _mount_tmpfs(checkpoints, size * 3 // 2):  # room for one checkpoint and a half
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        result = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2",
+                        "checkpoint.stop_on_save_error=true")
+        kept = tmp_path / "kept"
+        subprocess.run(["cp", "-a", str(checkpoints), str(kept)], check=True)
+    finally:
+        subprocess.run(["umount", str(checkpoints)], check=True)
+    assert result.returncode != 0
+    line = next(line for line in result.stdout.splitlines() if "could not be written" in line)
+    assert "checkpoint step-4" in line and "No space left on device" in line and "step-2; stopping" in line
+    assert sorted(p.name for p in kept.iterdir()) == ["step-2"]  # no partial step-4 for resume or purge to see
+    checkpoints.rmdir()
+    kept.rename(checkpoints)
+    relaunch = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2",
+                      "checkpoint.stop_on_save_error=true")
+    assert relaunch.returncode == 0, relaunch.stdout[-3000:]
+    assert "resumed at step 2" in relaunch.stdout
+    assert _losses(run_dir) == reference

@@ -101,6 +101,10 @@ class CheckpointConfig:
     """Checkpoints kept (older ones are deleted; 0 keeps all)."""
     async_save: bool = False
     """Save in a background thread (DCP async), overlapping the next steps."""
+    stop_on_save_error: bool = False
+    """A save that fails (disk full, unwritable) is logged in one line and its partial folder removed; False: training
+    goes on and the next interval tries again; True: the run stops. A failed save at the last step or at preemption
+    always stops the run (nothing would retry it)."""
     resume: str = "auto"
     """'auto' (latest complete checkpoint in RUN_DIR, if any), 'none' (start fresh), or a step number."""
     initial_model: str = ""

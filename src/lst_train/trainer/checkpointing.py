@@ -8,7 +8,9 @@ one as the latest; a complete but unreadable one (e.g. a truncated file) is repo
 
 import io
 import logging
+import os
 import random
+import shutil
 from typing import Any, Callable
 
 import torch
@@ -78,10 +80,27 @@ class TrainState(Stateful):
         self.flops_seen = float(state["flops_seen"])
 
 
+def _first_line(err: BaseException) -> str:
+    """The root cause's first line (DCP gathers each rank's error, with its traceback, into a CheckpointException)."""
+    while True:
+        if isinstance(err, CheckpointException) and err.failures:
+            err = next(iter(err.failures.values()))[0]
+        elif err.__cause__ is not None:
+            err = err.__cause__
+        else:
+            break
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+
+
+class CheckpointSaveFailed(RuntimeError):
+    """A checkpoint save failed where the run cannot go on without it (last step, preemption, or configured)."""
+
+
 class Checkpointer:
     def __init__(self, cfg: CheckpointConfig, run_dir: str, rank: int, model, optimizers, lr_schedulers,
                  loader, train_state: TrainState):
-        self.cfg, self.run_dir = cfg, run_dir
+        self.cfg, self.run_dir, self.rank = cfg, run_dir, rank
         manager_cfg = CheckpointManager.Config(
             enable=True, folder=CHECKPOINTS, interval=cfg.interval, keep_latest_k=cfg.keep_last,
             async_mode="async" if cfg.async_save else "disabled", last_save_model_only=False,
@@ -114,8 +133,28 @@ class Checkpointer:
         return None
 
     def save(self, step: int, force: bool = False) -> bool:
-        """Save at the configured interval, or now when `force` (last step, preemption)."""
-        return self.cfg.enabled and self.manager.save(step, last_step=force)
+        """Save at the configured interval, or now when `force` (last step, preemption). A failed save never
+        leaves a partial folder behind (torchtitan's keep_last would count it and could delete a complete one);
+        raises CheckpointSaveFailed if the run must stop."""
+        if not self.cfg.enabled:
+            return False
+        try:
+            return self.manager.save(step, last_step=force)
+        except (Exception, CheckpointException) as err:  # DCP raises the ranks' gathered errors on every rank
+            self._discard_partial(step)
+            latest = next(iter(complete_steps(self.run_dir)), None)
+            message = (f"checkpoint step-{step} could not be written ({_first_line(err)}); the latest complete "
+                       f"checkpoint is {f'step-{latest}' if latest is not None else 'none'}")
+            if force or self.cfg.stop_on_save_error:
+                raise CheckpointSaveFailed(f"{message}; stopping") from err
+            LOG.error("%s; training goes on and tries again at step %d (checkpoint.stop_on_save_error=false)",
+                      message, step + self.cfg.interval)
+            return False
+
+    def _discard_partial(self, step: int) -> None:
+        path = os.path.join(checkpoint_folder(self.run_dir), f"step-{step}")
+        if self.rank == 0 and os.path.isdir(path) and not os.path.isfile(os.path.join(path, ".metadata")):
+            shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
         if self.cfg.enabled:
