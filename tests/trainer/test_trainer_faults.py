@@ -168,3 +168,32 @@ def test_a_full_disk_stops_cleanly_and_the_relaunch_resumes_exactly(corpus, refe
     assert relaunch.returncode == 0, relaunch.stdout[-3000:]
     assert "resumed at step 2" in relaunch.stdout
     assert _losses(run_dir) == reference
+
+
+def test_a_killed_rank_restarts_the_group_which_resumes_and_finishes_with_the_same_losses(corpus, tmp_path):
+    reference_dir = tmp_path / "reference"
+    assert _train(corpus, reference_dir, "training.steps=16").returncode == 0
+    run_dir = tmp_path / "run"
+    cmd = ["bash", str(RECIPES.parent / "launch" / "run_local.sh"), str(RECIPES / "debug_cpu.yaml"),
+           f"data.sources[0].path={corpus['speech']}", f"data.sources[1].path={corpus['text']}",
+           f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units", "data.seq_units=32", "data.batch_size=2",
+           "training.steps=16", "training.warmup_steps=2", "training.log_interval=1", "checkpoint.interval=4",
+           f"run_dir={run_dir}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1", "NGPU": "2", "PYTHON": sys.executable})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run_dir / "checkpoints" / "step-4" / ".metadata").is_file():
+            time.sleep(0.05)
+        pid = _worker_pid(proc.pid, 1)
+        assert pid is not None, "no rank-1 worker found"
+        os.kill(pid, signal.SIGKILL)  # one rank dies; the launch script's --max-restarts brings the group back
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, out[-4000:]
+    assert "a collective failed" in out and "resumed at step" in out
+    assert _losses(run_dir) == _losses(reference_dir)

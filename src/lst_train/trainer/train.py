@@ -194,11 +194,12 @@ class Trainer:
         try:
             self._loop(preemption)
         except RuntimeError as err:
-            if not any(sign in str(err) for sign in _PEER_FAILURES):
+            found = next((str(err).find(sign) for sign in _PEER_FAILURES if sign in str(err)), -1)
+            if found < 0:
                 raise
             raise CollectiveFailure(
                 f"rank {self.world.rank} of {self.world.world_size}, step {self.state.step + 1}: a collective failed "
-                f"({str(err).splitlines()[0][-160:]}): another rank stalled or died "
+                f"({str(err)[found:].splitlines()[0][:120]}): another rank stalled or died "
                 f"(training.collective_timeout_s={cfg.training.collective_timeout_s:g})") from err
         finally:
             preemption.close()
