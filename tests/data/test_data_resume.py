@@ -1,6 +1,7 @@
 """A restored loader yields exactly the batches the uninterrupted one would have (0 and 2 workers, two ranks)."""
 
 import io
+import shutil
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from lst_train.config import load_config
 
 from helpers import RECIPES
-from helpers.data import recipe_loader, units_corpus
+from helpers.data import reader_stream, recipe_loader, units_corpus
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,26 @@ def test_ranks_read_different_data(corpus):
     assert not _same(first[0], first[1])
     again = _take(iter(recipe_loader(cfg, rank=0, world_size=2)), 3)
     assert _same(first[0], again), "the same rank and seed must give the same batches"
+
+
+def test_a_changed_shard_list_is_reported_and_its_epoch_restarted_not_shifted(tmp_path, caplog):
+    corpus = units_corpus(tmp_path / "corpus", n_speech_shards=4, samples_per_shard=8)
+    cfg, _ = _config(corpus, 0, f"data.sources[0].path={corpus['speech']}", f"data.sources[1].path={corpus['text']}")
+    stream = reader_stream(cfg)
+    for _ in range(3):
+        stream.next_batch()
+    state = stream.state_dict()
+    speech = tmp_path / "corpus" / "speech"
+    shutil.copy(speech / "shard-000.tar", speech / "shard-004.tar")  # a shard added, another gone
+    (speech / "shard-001.tar").unlink()
+    resumed = reader_stream(cfg)
+    with caplog.at_level("WARNING", logger="lst_train.data"):
+        resumed.load_state_dict(state)
+    message = next(r.getMessage() for r in caplog.records if "shard list changed" in r.getMessage())
+    assert "1 added: " in message and "shard-004.tar" in message and "1 removed: " in message
+    assert "shard-001.tar" in message and "restarts epoch 0" in message
+    cursor, text = resumed.sources[0].cursor, resumed.sources[1].cursor
+    assert (cursor.shard_pos, cursor.record_pos) == (0, 0)
+    assert (text.shard_pos, text.record_pos) == tuple(state["sources"][1]["cursor"][k] for k in
+                                                       ("shard_pos", "record_pos"))  # unchanged source: exact
+    assert resumed.next_batch().tokens.shape[0] == 2

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import zstandard
 
-from lst_train.data.skips import NoUsableData, SkipCounter, SkipSample, SourceExhausted
+from lst_train.data.skips import LOG, NoUsableData, SkipCounter, SkipSample, SourceExhausted
 
 
 @dataclass
@@ -231,12 +231,28 @@ class ShardCursor:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "shard_pos": self.shard_pos, "record_pos": self.record_pos,
-                "used_this_epoch": self.used_this_epoch}
+                "used_this_epoch": self.used_this_epoch, "shards": list(self.shards)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the position; if this reader's shard list changed since the state was saved (files added,
+        removed or renamed), say what changed and restart the epoch over the new list instead of reading
+        positions of the old list in the new one."""
         self.epoch, self.shard_pos, self.record_pos = state["epoch"], state["shard_pos"], state["record_pos"]
         self.used_this_epoch = state["used_this_epoch"]
         self._records = None
+        saved = state.get("shards")
+        if saved is not None and saved != list(self.shards):
+            added = sorted(set(self.shards) - set(saved))
+            removed = sorted(set(saved) - set(self.shards))
+            LOG.warning("reader %d: the shard list changed since the checkpoint (%d added%s; %d removed%s%s): this "
+                        "reader restarts epoch %d over the %d shards it has now, so what it read of this epoch is "
+                        "read again", self.reader, len(added), _names(added), len(removed), _names(removed),
+                        "" if added or removed else "; same files, other order", self.epoch, len(self.shards))
+            self.shard_pos = self.record_pos = self.used_this_epoch = 0
+
+
+def _names(paths: list[str]) -> str:
+    return f": {', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}" if paths else ""
 
 
 def decode_utf8(data: bytes | None, where: str) -> str:
