@@ -58,8 +58,7 @@ class PocketsphinxAligner:
 
     def missing_words(self, words: list[str]) -> list[str]:
         """Normalised words the pronunciation dictionary lacks, in order of first use."""
-        missing = [w for w in dict.fromkeys(words) if self._decoder.lookup_word(w) is None]
-        return missing
+        return [w for w in dict.fromkeys(words) if self._decoder.lookup_word(w) is None]
 
     def align(self, audio: np.ndarray, text: str, where: str) -> list[AlignedWord]:
         """Timings of `text`'s tokens in `audio` (float32 mono at 16 kHz); raises SkipSample('unalignable')."""

@@ -133,10 +133,6 @@ def _init_worker(queue) -> None:
     _worker["report"] = queue.put
 
 
-def _run_in_worker(job: ShardJob, out: Path, options: PackOptions) -> dict:
-    return run_job(job, out, options)
-
-
 def completed(out: Path, job: ShardJob) -> dict | None:
     """The job's completion record, if it finished under the same plan."""
     path = out / STATE_DIR / f"{job.name}.json"
@@ -173,7 +169,7 @@ def run_jobs(jobs: list[ShardJob], out: Path, options: PackOptions, workers: int
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(queue,)) as pool:
-            pending = {pool.submit(_run_in_worker, job, out, options): job for job in todo}
+            pending = {pool.submit(run_job, job, out, options): job for job in todo}
             while pending:
                 finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in finished:
