@@ -93,3 +93,18 @@ def test_a_changed_shard_list_is_reported_and_its_epoch_restarted_not_shifted(tm
     assert (text.shard_pos, text.record_pos) == tuple(state["sources"][1]["cursor"][k] for k in
                                                        ("shard_pos", "record_pos"))  # unchanged source: exact
     assert resumed.next_batch().tokens.shape[0] == 2
+
+
+def test_another_readers_state_restarts_the_epochs_with_nothing_pending(corpus):
+    cfg, _ = _config(corpus, 0, f"data.sources[0].path={corpus['speech']}", f"data.sources[1].path={corpus['text']}")
+    old = reader_stream(cfg, reader=1, n_readers=2)
+    for _ in range(3):
+        old.next_batch()
+    state = old.state_dict()
+    new = reader_stream(cfg, reader=0, n_readers=1)  # the job came back on one rank
+    new.load_state_dict(state)
+    assert [(s.cursor.epoch, s.cursor.shard_pos, s.cursor.record_pos) for s in new.sources] == [
+        (src["cursor"]["epoch"], 0, 0) for src in state["sources"]]
+    assert new.packer.pending is None and not any(s.prepared for s in new.sources)
+    assert new.collator.batches == 3 and new.mixture.source_tokens == old.mixture.source_tokens
+    assert new.next_batch().loader["step"] == 3  # the clock (curriculum, step) continues

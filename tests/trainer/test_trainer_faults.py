@@ -30,13 +30,13 @@ def corpus(tmp_path_factory):
     return units_corpus(tmp_path_factory.mktemp("corpus"), n_speech_shards=4, samples_per_shard=10)
 
 
-def _train(corpus, run_dir, *extra) -> subprocess.CompletedProcess:
+def _train(corpus, run_dir, *extra, ranks: int = 2) -> subprocess.CompletedProcess:
     args = [str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
             f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units",
             "data.seq_units=32", "data.batch_size=2", "training.log_interval=1", "training.warmup_steps=2",
             "checkpoint.interval=4", f"run_dir={run_dir}", *extra]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lst_train",
-           "train", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", "-m",
+           "lst_train", "train", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=os.environ | {"PYTHONUNBUFFERED": "1"})
 
 
@@ -197,3 +197,19 @@ def test_a_killed_rank_restarts_the_group_which_resumes_and_finishes_with_the_sa
     assert proc.returncode == 0, out[-4000:]
     assert "a collective failed" in out and "resumed at step" in out
     assert _losses(run_dir) == _losses(reference_dir)
+
+
+@pytest.mark.parametrize("before,after", [(2, 1), (1, 2)])
+def test_a_run_resumes_on_another_number_of_ranks(corpus, tmp_path, before, after):
+    run_dir = tmp_path / "run"
+    first = _train(corpus, run_dir, "training.steps=8", "training.stop_at=4", "checkpoint.interval=2", ranks=before)
+    assert first.returncode == 0, first.stdout[-3000:]
+    seen = _losses(run_dir)
+    second = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2", ranks=after)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert f"was written by {before} ranks, this run has {after}" in second.stdout
+    assert f"resumed at step 4 of 8 on {after} rank(s)" in second.stdout
+    assert second.stdout.count("restarts its epoch") == after  # each new reader says what it did
+    losses = _losses(run_dir)
+    assert sorted(losses) == list(range(1, 9)) and all(losses[s] == seen[s] for s in range(1, 5))
+    assert all(loss == loss for loss in losses.values()) and (run_dir / "finished.json").is_file()

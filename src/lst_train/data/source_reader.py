@@ -139,3 +139,8 @@ class SourceReader:
     def load_state_dict(self, state: dict) -> None:
         self.cursor.load_state_dict(state["cursor"])
         self.prepared = deque(_prepared_from_state(entry) for entry in state["prepared"])
+
+    def restart_epoch(self, epoch: int) -> None:
+        """Read epoch `epoch` from its beginning, with nothing prepared (another reader split's state)."""
+        self.cursor.load_state_dict({"epoch": epoch, "shard_pos": 0, "record_pos": 0, "used_this_epoch": 0})
+        self.prepared = deque()

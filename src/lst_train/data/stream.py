@@ -20,7 +20,7 @@ from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.mixture import TokenShareMixture
 from lst_train.data.packing import RowPacker
 from lst_train.data.pieces import Piece, PieceRenderer
-from lst_train.data.skips import SkipCounter, SkipSample
+from lst_train.data.skips import LOG, SkipCounter, SkipSample
 from lst_train.data.source_reader import SourceReader
 from lst_train.data.speech_text import SpeechTextTokenizer
 
@@ -32,7 +32,7 @@ class ReaderStream:
     def __init__(self, spec: LoaderSpec, shards: list[list[str]], reader: int, n_readers: int,
                  worker: int, n_workers: int):
         data = spec.data
-        self.reader = reader
+        self.reader, self.n_readers = reader, n_readers
         self.worker, self.n_workers = worker, n_workers
         self.grad_accum_steps = spec.grad_accum_steps
         self.batch_size = data.batch_size
@@ -78,7 +78,8 @@ class ReaderStream:
         return batch
 
     def state_dict(self) -> dict:
-        return {"format": STATE_FORMAT, "reader": self.reader, "skipped": self.skips.as_dict(),
+        return {"format": STATE_FORMAT, "reader": self.reader, "n_readers": self.n_readers,
+                "skipped": self.skips.as_dict(),
                 "sources": [source.state_dict() for source in self.sources], "mixture": self.mixture.state_dict(),
                 "packer": self.packer.state_dict(), "collator": self.collator.state_dict()}
 
@@ -87,16 +88,29 @@ class ReaderStream:
             raise ValueError(f"this loader state has format {state.get('format', 1)}, this lst_train reads format "
                              f"{STATE_FORMAT} (the stream became stages on 2026-11-28): resume it with the lst_train "
                              "version that wrote it, or start the run again")
-        if state["reader"] != self.reader:
-            raise ValueError(f"loader state of reader {state['reader']} given to reader {self.reader}: "
-                             "resume with the same number of ranks and data.num_workers")
         if len(state["sources"]) != len(self.sources):
             raise ValueError(f"loader state of {len(state['sources'])} data sources given to a stream of "
                              f"{len(self.sources)}: resume with the recipe's data.sources unchanged")
         self.skips.counts.clear()
         self.skips.counts.update(state["skipped"])
+        self.mixture.load_state_dict(state["mixture"])
+        self.collator.load_state_dict(state["collator"])
+        if (state["reader"], state.get("n_readers", self.n_readers)) != (self.reader, self.n_readers):
+            self._regroup(state)
+            return
         for source, source_state in zip(self.sources, state["sources"]):
             source.load_state_dict(source_state)
-        self.mixture.load_state_dict(state["mixture"])
         self.packer.load_state_dict(state["packer"])
-        self.collator.load_state_dict(state["collator"])
+
+    def _regroup(self, state: dict) -> None:
+        """The state of another reader split (the number of ranks changed): its shard positions mean nothing
+        here, so every source restarts the epoch it was in, with no unfinished document or encoded queue; what
+        was read of those epochs is read again, nothing is skipped; the mixture and the clock (curriculum,
+        step) continue."""
+        epochs = [source_state["cursor"]["epoch"] for source_state in state["sources"]]
+        for source, epoch in zip(self.sources, epochs):
+            source.restart_epoch(epoch)
+        LOG.warning("reader %d of %d continues from the state of reader %d of %s (the number of ranks changed): "
+                    "each source restarts its epoch (%s) from the beginning, so what was read of it is read again; "
+                    "the clock continues at batch %d", self.reader, self.n_readers, state["reader"],
+                    state.get("n_readers", "?"), ", ".join(map(str, epochs)), self.collator.batches)

@@ -10,10 +10,12 @@ import io
 import logging
 import os
 import random
+import re
 import shutil
 from typing import Any, Callable
 
 import torch
+from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.stateful import Stateful
 from torchtitan.components.checkpoint import CheckpointManager
@@ -25,9 +27,9 @@ LOG = logging.getLogger("lst_train.checkpoint")
 
 
 class RankLocalState(Stateful):
-    """Per-rank state under the key `rank{r}` (a resumed run needs the same world size), serialized by torch.save
-    and read back with weights_only=True: containers, numbers, strings and tensors only, so a planted file cannot
-    run code through this state."""
+    """Per-rank state under the key `rank{r}`, serialized by torch.save and read back with weights_only=True:
+    containers, numbers, strings and tensors only, so a planted file cannot run code through this state. A run on
+    another number of ranks reads the state of rank r mod (ranks that wrote it): see Checkpointer.resume."""
 
     def __init__(self, rank: int, get: Callable[[], Any], put: Callable[[Any], None]):
         self.key = f"rank{rank}"
@@ -98,17 +100,19 @@ class CheckpointSaveFailed(RuntimeError):
 
 
 class Checkpointer:
-    def __init__(self, cfg: CheckpointConfig, run_dir: str, rank: int, model, optimizers, lr_schedulers,
-                 loader, train_state: TrainState):
-        self.cfg, self.run_dir, self.rank = cfg, run_dir, rank
+    def __init__(self, cfg: CheckpointConfig, run_dir: str, rank: int, world_size: int, model, optimizers,
+                 lr_schedulers, loader, train_state: TrainState):
+        self.cfg, self.run_dir, self.rank, self.world_size = cfg, run_dir, rank, world_size
+        self.rank_states = [RankLocalState(rank, loader.state_dict, loader.load_state_dict),
+                            RankLocalState(rank, rng_state, set_rng_state)]
         manager_cfg = CheckpointManager.Config(
             enable=True, folder=CHECKPOINTS, interval=cfg.interval, keep_latest_k=cfg.keep_last,
             async_mode="async" if cfg.async_save else "disabled", last_save_model_only=False,
             initial_load_path=cfg.initial_model or None, initial_load_model_only=bool(cfg.initial_model))
         self.manager = CheckpointManager(
-            manager_cfg, dataloader=RankLocalState(rank, loader.state_dict, loader.load_state_dict),
+            manager_cfg, dataloader=self.rank_states[0],
             model_parts=[model], optimizers=optimizers, lr_schedulers=lr_schedulers,
-            states={"train_state": train_state, "rng": RankLocalState(rank, rng_state, set_rng_state)},
+            states={"train_state": train_state, "rng": self.rank_states[1]},
             sd_adapter=None, base_folder=run_dir)
 
     def resume(self) -> int | None:
@@ -117,10 +121,12 @@ class Checkpointer:
         if mode == "none" or not self.cfg.enabled:
             return None
         if mode.isdigit():
+            self._match_ranks(int(mode))
             self.manager.load(int(mode))
             return int(mode)
         for step in complete_steps(self.run_dir):
             try:
+                self._match_ranks(step)
                 self.manager.load(step)
                 return step
             # DCP gathers every rank's read error into one CheckpointException (a BaseException) raised on all
@@ -131,6 +137,22 @@ class Checkpointer:
         if self.cfg.initial_model:
             self.manager.load()  # no checkpoint in RUN_DIR: model weights from checkpoint.initial_model
         return None
+
+    def _match_ranks(self, step: int) -> None:
+        """A checkpoint written by another number of ranks: DCP reshards the model and optimizer; each rank takes the
+        loader and RNG state of rank (rank mod ranks that wrote it), and the loader, seeing another reader's state,
+        restarts the epochs its sources were in (data/stream.py, ReaderStream._regroup)."""
+        path = os.path.join(checkpoint_folder(self.run_dir), f"step-{step}")
+        keys = FileSystemReader(path).read_metadata().state_dict_metadata
+        written_by = sum(1 for key in keys if re.fullmatch(r"dataloader\.rank\d+", key))
+        source = self.rank % written_by if written_by else self.rank
+        for state in self.rank_states:
+            state.key = f"rank{source}"
+        if written_by and written_by != self.world_size and self.rank == 0:
+            LOG.warning("checkpoint step-%d was written by %d ranks, this run has %d: model and optimizer are "
+                        "resharded; rank r continues from the loader and RNG state of rank r mod %d, and every "
+                        "data source restarts the epoch it was in (what was read of it is read again)", step,
+                        written_by, self.world_size, written_by)
 
     def save(self, step: int, force: bool = False) -> bool:
         """Save at the configured interval, or now when `force` (last step, preemption). A failed save never

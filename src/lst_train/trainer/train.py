@@ -69,8 +69,8 @@ class Trainer:
         self.optimizers = build_optimizers(self.model, cfg.training, cfg.model.arch, self.world.device.type)
         self.lr_schedulers = build_lr_schedulers(self.optimizers, cfg.training)
         self.state = TrainState(to_yaml(cfg))
-        self.checkpointer = Checkpointer(cfg.checkpoint, cfg.run_dir, self.world.rank, self.model, self.optimizers,
-                                         self.lr_schedulers, self.loader, self.state)
+        self.checkpointer = Checkpointer(cfg.checkpoint, cfg.run_dir, self.world.rank, self.world.world_size,
+                                         self.model, self.optimizers, self.lr_schedulers, self.loader, self.state)
         self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main)
         self.peak = peak_flops(cfg.training.peak_tflops, self.world.device)
         self.loader_stats = LoaderStats()
