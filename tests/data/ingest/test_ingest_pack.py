@@ -15,6 +15,7 @@ import soundfile
 import soxr
 
 from helpers import ASSETS, REPO
+from helpers.data import wav_bytes
 from lst_train.config.data import CodecConfig
 from lst_train.data.ingest.pack import align_shards, pack_corpus
 from lst_train.data.ingest.plan import PackError
@@ -179,6 +180,12 @@ def test_a_directory_packed_from_other_inputs_or_options_is_refused(tmp_path):
     pack_corpus([source], tmp_path / "out", PackOptions(), shard_bytes=10**9)
     with pytest.raises(PackError, match="options were"):
         pack_corpus([source], tmp_path / "out", PackOptions(max_seconds=30.0), shard_bytes=10**9)
+    tree = tmp_path / "tree"
+    shutil.copytree(source, tree)  # the links become files
+    pack_corpus([str(tree)], tmp_path / "copy", PackOptions(), shard_bytes=10**9)
+    (tree / "0" / "1" / "0-1-0930.wav").write_bytes(wav_bytes(2.0))  # a file re-encoded between runs
+    with pytest.raises(PackError, match="inputs of 1 shard"):
+        pack_corpus([str(tree)], tmp_path / "copy", PackOptions(), shard_bytes=10**9)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "mine.txt").write_text("not ours")
     with pytest.raises(PackError, match="not empty"):

@@ -69,11 +69,12 @@ def estimated_bytes(utterance: InputUtterance, skips: SkipCounter) -> int | None
 def plan_pack(sources: list[str], shard_bytes: int, shuffle_seed: int | None,
               skips: SkipCounter) -> list[ShardJob]:
     """Utterances of all sources (sorted; shuffled by the seed if given) cut into shards of <= shard_bytes (a
-    sample larger than that gets a shard to itself)."""
+    sample larger than that gets a shard to itself). A shard's fingerprint covers its utterances and their file
+    sizes, so a re-run over files that changed is refused rather than mixed."""
     inputs = discover(sources, skips)
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(inputs)
-    groups: list[list[InputUtterance]] = []
+    groups: list[list[tuple[InputUtterance, int]]] = []
     size = 0
     for utterance in inputs:
         n = estimated_bytes(utterance, skips)
@@ -82,10 +83,10 @@ def plan_pack(sources: list[str], shard_bytes: int, shuffle_seed: int | None,
         if not groups or (size + n > shard_bytes and groups[-1]):
             groups.append([])
             size = 0
-        groups[-1].append(utterance)
+        groups[-1].append((utterance, n))
         size += n
-    return [ShardJob(f"shard-{i:06d}.tar", _hash([asdict(u) for u in group]), inputs=group)
-            for i, group in enumerate(groups)]
+    return [ShardJob(f"shard-{i:06d}.tar", _hash([asdict(u) | {"bytes": n} for u, n in group]),
+                     inputs=[u for u, _ in group]) for i, group in enumerate(groups)]
 
 
 def plan_align(shards: list[str]) -> list[ShardJob]:
