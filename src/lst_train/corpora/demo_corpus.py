@@ -19,7 +19,6 @@ import random
 import re
 import shutil
 import subprocess
-import tarfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +31,7 @@ import zstandard
 from tqdm import tqdm
 
 from lst_train.corpora import espeak
+from lst_train.data.ingest.shard_writer import write_tar
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_units import train_units
 from lst_train.data.text_tokenizer import train_bpe, write_ranks
@@ -182,12 +182,8 @@ def utterances(verses: list[Verse], rng: random.Random) -> Iterator[SpokenScript
 
 def _write_tar(path: Path, samples: list[tuple[str, bytes, dict]]) -> None:
     """One WebDataset shard: KEY.flac then KEY.json per sample, with fixed metadata (reproducible bytes)."""
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, flac, meta in samples:
-            for name, data in ((f"{key}.flac", flac), (f"{key}.json", json.dumps(meta).encode())):
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = len(data), 0o644, 0
-                tar.addfile(info, io.BytesIO(data))
+    write_tar(path, [member for key, flac, meta in samples
+                     for member in ((f"{key}.flac", flac), (f"{key}.json", json.dumps(meta).encode()))])
 
 
 def _speak_chunk(chunk: list[SpokenScript]) -> list[tuple[bytes, dict, float] | None]:

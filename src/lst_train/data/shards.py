@@ -248,7 +248,12 @@ class ShardCursor:
                         "reader restarts epoch %d over the %d shards it has now, so what it read of this epoch is "
                         "read again", self.reader, len(added), _names(added), len(removed), _names(removed),
                         "" if added or removed else "; same files, other order", self.epoch, len(self.shards))
-            self.shard_pos = self.record_pos = self.used_this_epoch = 0
+            self.restart_epoch(self.epoch)
+
+    def restart_epoch(self, epoch: int) -> None:
+        """Read `epoch` from its first shard and record."""
+        self.epoch, self.shard_pos, self.record_pos, self.used_this_epoch = epoch, 0, 0, 0
+        self._records = None
 
 
 def _names(paths: list[str]) -> str:

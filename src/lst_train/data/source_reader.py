@@ -142,5 +142,5 @@ class SourceReader:
 
     def restart_epoch(self, epoch: int) -> None:
         """Read epoch `epoch` from its beginning, with nothing prepared (another reader split's state)."""
-        self.cursor.load_state_dict({"epoch": epoch, "shard_pos": 0, "record_pos": 0, "used_this_epoch": 0})
+        self.cursor.restart_epoch(epoch)
         self.prepared = deque()

@@ -34,7 +34,8 @@ class Utterance:
         return len(self.frames) / self.frame_rate
 
 
-def _load_json(data: bytes | None, where: str) -> dict:
+def load_json(data: bytes | None, where: str) -> dict:
+    """A member's JSON object; raises SkipSample (unreadable_member, invalid_utf8, invalid_json)."""
     text = decode_utf8(data, where)
     try:
         obj = json.loads(text)
@@ -87,7 +88,7 @@ def _frame(seconds: float, frame_rate: float, n_frames: int) -> int:
 
 
 def _units(record: RawRecord, codebook_size: int, n_codebooks: int) -> tuple[dict, np.ndarray, float]:
-    obj = _load_json(record.files["units.json"], record.key)
+    obj = load_json(record.files["units.json"], record.key)
     if n_codebooks != 1:
         raise SkipSample("invalid_units", record.key, f"units have 1 codebook, the vocabulary {n_codebooks}")
     units, rate = obj.get("units"), obj.get("frame_rate")
@@ -137,7 +138,7 @@ def decode_record(record: RawRecord, codec_cfg: CodecConfig, get_codec: Callable
         raise SkipSample("missing_json", record.key, f"members {sorted(record.files)}: need audio + KEY.json")
     if codec is None:
         raise SkipSample("invalid_units", record.key, "data.codec.kind=units but the sample has no KEY.units.json")
-    obj = _load_json(record.files["json"], record.key)
+    obj = load_json(record.files["json"], record.key)
     audio = decode_audio(record.files[audio_ext], record.key, codec.sample_rate, codec_cfg.max_seconds,
                          codec_cfg.silence_threshold)
     words, times = parse_words(obj, len(audio) / codec.sample_rate, record.key)

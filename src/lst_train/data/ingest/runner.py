@@ -23,6 +23,7 @@ from lst_train.data.ingest.sample_builder import BuiltSample, PackOptions, Sampl
 from lst_train.data.ingest.shard_writer import write_json, write_tar
 from lst_train.data.shards import tar_records
 from lst_train.data.skips import SkipCounter, SkipSample, merge_skip_counts
+from lst_train.data.utterances import load_json
 
 LOG = logging.getLogger("lst_train.data")
 INDEX_FORMAT = 1
@@ -57,12 +58,9 @@ def _align_inputs(job: ShardJob, skips: SkipCounter) -> Iterator[SampleInput]:
             skips.add("missing_json", record.key, f"members {sorted(files)}: need audio + KEY.json")
             continue
         try:
-            meta = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            skips.add("invalid_json", record.key, str(err))
-            continue
-        if not isinstance(meta, dict):
-            skips.add("invalid_json", record.key, "not a JSON object")
+            meta = load_json(data, record.key)
+        except SkipSample as err:
+            skips.add(err.reason, err.where, err.detail)
             continue
         audio = files.pop(ext)
         yield SampleInput(record.name, record.key, audio, ext, meta,
