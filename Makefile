@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed-stamp
 
 # Debian packages the demo corpus needs: espeak-ng (speech with word timings) and bible-kjv (public-domain text).
 SYSTEM_PACKAGES := espeak-ng bible-kjv
+# And the suite: a one-node SLURM (slurm-wlm + munge) that tests/launch/test_slurm.py starts (skipped without them).
+TEST_PACKAGES := $(SYSTEM_PACKAGES) slurm-wlm munge
 
 # `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 27 min on 2 cores).
 DEMO_SCALE ?= 1
@@ -28,9 +30,13 @@ $(STAMP): requirements.txt setup.py | $(PY)
 
 install: $(STAMP)
 
+# Installs PACKAGES (the demo's, or the suite's under `make test`) where root can; otherwise says what to run.
+PACKAGES = $(SYSTEM_PACKAGES)
+test: PACKAGES = $(TEST_PACKAGES)
+
 system-deps:
 	@missing=""; \
-	for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pkg in $(PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq$$missing; \
 		else echo "missing Debian packages; run: sudo apt-get install -y$$missing"; fi; \

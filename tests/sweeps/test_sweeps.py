@@ -235,10 +235,26 @@ def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
         assert f"set -- {tmp_path / 'paper' / 'configs' / script.stem}.yaml" in text
         assert f"#SBATCH --job-name=lst_paper-{script.stem}" in text
-    with pytest.raises(ConfigError, match="slurm.gpus_per_node"):
-        paper["slurm"] = {"gpus_per_node": 0}
+        assert "#SBATCH --gpus-per-node=8" in text and "export NPROC_PER_NODE=8" in text
+    for slurm, error in (({"ranks_per_node": 0}, "slurm.ranks_per_node"), ({"options": {"nodes": "2"}},
+                                                                           "slurm.options.nodes")):
+        paper["slurm"] = slurm
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump(paper))
-        load_sweep(tmp_path / "bad.yaml")
+        with pytest.raises(ConfigError, match=error):
+            load_sweep(tmp_path / "bad.yaml")
+
+
+def test_slurm_scripts_for_cpu_nodes_and_extra_options(corpus, tmp_path):
+    sweep_file = _write_sweep(tmp_path / "s.yaml", corpus, ranks=2, slurm={
+        "ranks_per_node": 1, "gpus": False, "time": "5", "options": {"cpus-per-task": "1", "qos": "low"}})
+    result = _cli("sweep", "launch", sweep_file, "--executor", "slurm", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    script = (tmp_path / "out" / "slurm" / "baseline-g32-C1e12.sbatch").read_text()
+    assert "gpus-per-node" not in script.replace("--gpus-per-node=0", "")
+    for line in ("#SBATCH --nodes=2", "#SBATCH --cpus-per-task=1", "#SBATCH --qos=low", "#SBATCH --time=5",
+                 "export NPROC_PER_NODE=1"):
+        assert line in script.splitlines(), line
+    assert script.index("#SBATCH --qos=low") < script.index("set -uo pipefail")
 
 
 def test_torchrun_executor_runs_cells_with_the_planned_ranks(corpus, tmp_path):

@@ -23,7 +23,9 @@ def _launch(args: argparse.Namespace) -> None:
 
     plan = plan_sweep(load_sweep(args.sweep))
     write_plan(plan)
-    outcomes = launch(plan, args.executor, args.dry_run, args.parallel, stream=not args.quiet)
+    if args.wait and args.executor != "slurm":
+        sys.exit("lst-train: --wait is for --executor slurm (the local and torchrun executors always wait)")
+    outcomes = launch(plan, args.executor, args.dry_run, args.parallel, stream=not args.quiet, wait=args.wait)
     failed = [o.cell.name for o in outcomes if o.state == "failed"]
     if failed:
         print(f"lst-train: {len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -71,6 +73,9 @@ def add_sweep_parser(commands) -> None:
                                     "one sbatch per cell from slurm.template")
             stage.add_argument("--dry-run", action="store_true", help="print the commands or sbatch scripts only")
             stage.add_argument("--parallel", type=int, default=1, help="local/torchrun: cells run at once")
+            stage.add_argument("--wait", action="store_true",
+                               help="slurm: return once the cells' jobs have left the queue (requeues included); "
+                                    "exit 1 if a cell's run did not finish")
             stage.add_argument("--quiet", action="store_true",
                                help="local/torchrun: do not echo the trainers' progress lines (RUN_DIR/launch.log "
                                     "has everything)")

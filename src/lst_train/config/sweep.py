@@ -17,6 +17,8 @@ from lst_train.config.errors import ConfigError, check
 from lst_train.config.loader import error_line
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# #SBATCH options the sweep writes itself (from the cell and slurm.*), so slurm.options may not name them.
+SLURM_OWN_OPTIONS = ("job-name", "nodes", "gpus-per-node", "time", "output", "partition", "account")
 
 
 class Control(StrEnum):
@@ -88,16 +90,23 @@ class SizeRuleConfig:
 class SlurmConfig:
     template: str = "launch/slurm.sbatch"
     """The sbatch script each cell's script is made from (its #SBATCH lines are rewritten per cell)."""
-    gpus_per_node: int = 8
-    """GPUs (ranks) per node; nodes per cell = ranks / gpus_per_node."""
+    ranks_per_node: int = 8
+    """Training processes per node (one per GPU); nodes per cell = ranks / ranks_per_node."""
+    gpus: bool = True
+    """Request one GPU per rank (#SBATCH --gpus-per-node); false on CPU-only nodes."""
     time: str = "24:00:00"
     """Time limit of each job (the template requeues and resumes when it runs out)."""
     partition: str = ""
     """#SBATCH --partition (empty = the cluster's default)."""
     account: str = ""
     """#SBATCH --account (empty = none)."""
+    options: dict[str, str] = field(default_factory=dict)
+    """More #SBATCH options, replacing the template's of the same name, e.g. {qos: high, constraint: h100,
+    cpus-per-task: "16"}."""
     submit: str = "sbatch"
     """The submit command."""
+    queue: str = "squeue"
+    """The queue listing command (`launch` does not submit a cell whose job is queued or running)."""
 
 
 @dataclass
@@ -197,7 +206,11 @@ def validate_sweep(cfg: SweepConfig) -> None:
     check(cfg.frame_rate > 0, "frame_rate", f"must be > 0, got {cfg.frame_rate}")
     check(cfg.demo_minutes > 0, "demo_minutes", f"must be > 0, got {cfg.demo_minutes}")
     check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", f"must be in [0, 1), got {cfg.warmup_fraction}")
-    check(cfg.slurm.gpus_per_node >= 1, "slurm.gpus_per_node", f"must be >= 1, got {cfg.slurm.gpus_per_node}")
+    check(cfg.slurm.ranks_per_node >= 1, "slurm.ranks_per_node", f"must be >= 1, got {cfg.slurm.ranks_per_node}")
+    for key in cfg.slurm.options:
+        check(bool(re.fullmatch(r"[a-z][a-z-]*", key)) and key not in SLURM_OWN_OPTIONS, f"slurm.options.{key}",
+              f"must be an sbatch long option other than {', '.join(SLURM_OWN_OPTIONS)} (set by the sweep), "
+              "e.g. qos or cpus-per-task")
 
 
 def load_sweep(path: str | Path) -> SweepConfig:

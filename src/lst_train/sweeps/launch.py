@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from lst_train.config import ConfigError
 from lst_train.config.sweep import SweepConfig
 from lst_train.sweeps.plan import Cell, Plan
+from lst_train.sweeps.slurm import submit, wait_for_jobs
 from lst_train.runs import complete_steps, finished
 
 EXECUTORS = ("local", "torchrun", "slurm")
@@ -22,7 +23,7 @@ TRAINER_LOG = re.compile(r" lst_train\.\w+: ")
 class CellLaunch:
     cell: Cell
     state: str
-    """'finished' (skipped), 'resume' (from `start`), 'new', then 'done' or 'failed' once run, or 'submitted'."""
+    """'finished' (skipped), 'resume' (from `start`), 'new', then 'done' or 'failed' once run, or 'submitted' / 'queued' (slurm)."""
     start: int = 0
     """Step the cell continues from."""
 
@@ -60,57 +61,11 @@ def _run_cell(sweep: SweepConfig, executor: str, launch: CellLaunch, out, stream
     return launch
 
 
-def sbatch_script(sweep: SweepConfig, cell: Cell, template: str) -> str:
-    """The template with this cell's #SBATCH lines, its config as the script's arguments and this Python."""
-    slurm = sweep.slurm
-    per_node = min(sweep.ranks, slurm.gpus_per_node)
-    if sweep.ranks % per_node:
-        raise ConfigError(f"ranks: {sweep.ranks} is not a multiple of slurm.gpus_per_node={slurm.gpus_per_node}")
-    options = {"job-name": f"{sweep.name}-{cell.name}", "nodes": str(sweep.ranks // per_node),
-               "gpus-per-node": str(per_node), "time": slurm.time,
-               "output": os.path.join(os.path.abspath(sweep.out_dir), "slurm", "%x-%j.out")}
-    options |= {k: v for k, v in (("partition", slurm.partition), ("account", slurm.account)) if v}
-    lines = template.splitlines()
-    last_option = max(i for i, line in enumerate(lines) if line.startswith("#SBATCH"))
-    script = []
-    for i, line in enumerate(lines):
-        match = re.match(r"#SBATCH --([\w-]+)=", line)
-        if match and match.group(1) in options:
-            line = f"#SBATCH --{match.group(1)}={options.pop(match.group(1))}"
-        if line.startswith("PYTHON="):
-            # The template reads its recipe and overrides from "$@": make them this cell's config.
-            script.append(f"set -- {os.path.abspath(cell.config)}")
-            line = f"PYTHON=${{PYTHON:-{sys.executable}}}"
-        script.append(line)
-        if i == last_option:
-            script += [f"#SBATCH --{k}={v}" for k, v in options.items()]
-    return "\n".join(script) + "\n"
-
-
-def _submit(sweep: SweepConfig, launches: list[CellLaunch], dry_run: bool, out) -> None:
-    if not os.path.isfile(sweep.slurm.template):
-        raise ConfigError(f"slurm.template: no file {sweep.slurm.template!r} (relative to {os.getcwd()})")
-    with open(sweep.slurm.template) as f:
-        template = f.read()
-    folder = os.path.join(sweep.out_dir, "slurm")
-    os.makedirs(folder, exist_ok=True)
-    for launch in launches:
-        path = os.path.join(folder, f"{launch.cell.name}.sbatch")
-        script = sbatch_script(sweep, launch.cell, template)
-        with open(path, "w") as f:
-            f.write(script)
-        if dry_run:
-            out(f"# {path}\n{script}")
-            continue
-        result = subprocess.run([sweep.slurm.submit, path], capture_output=True, text=True)
-        launch.state = "submitted" if result.returncode == 0 else "failed"
-        out(f"{launch.cell.name}: {launch.state}: {(result.stdout + result.stderr).strip()}")
-
-
 def launch(plan: Plan, executor: str, dry_run: bool = False, parallel: int = 1, out=print,
-           stream: bool = False) -> list[CellLaunch]:
+           stream: bool = False, wait: bool = False) -> list[CellLaunch]:
     """Run (or submit) every unfinished cell of a written plan; returns each cell's outcome. `stream`: show the
-    trainers' progress lines through `out` as they come."""
+    trainers' progress lines through `out` as they come. `wait` (slurm): return once the submitted jobs have left
+    the queue, each cell 'done' if its run finished, else 'failed'."""
     sweep = plan.sweep
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: must be one of {EXECUTORS}, got {executor!r}")
@@ -125,7 +80,18 @@ def launch(plan: Plan, executor: str, dry_run: bool = False, parallel: int = 1, 
         out(f"{launch.cell.name}: {what[launch.state]} ({launch.cell.steps} steps)")
     todo = [launch for launch in launches if launch.state != "finished"]
     if executor == "slurm":
-        _submit(sweep, todo, dry_run, out)
+        jobs = submit(sweep, [launch.cell for launch in todo], dry_run, out)
+        if dry_run:
+            return launches
+        for launch, (state, _) in zip(todo, jobs):
+            launch.state = state
+        if wait:
+            wait_for_jobs(sweep, [job for _, job in jobs if job], out)
+            for launch in todo:
+                if launch.state != "failed":
+                    launch.state = "done" if finished(launch.cell.run_dir) is not None else "failed"
+                    out(f"{launch.cell.name}: {launch.state}" + ("" if launch.state == "done" else
+                        f" (the job left the queue before the run's end; see {sweep.out_dir}/slurm)"))
     elif dry_run:
         for launch in todo:
             out(" ".join(train_command(sweep, executor, launch.cell.config)))
