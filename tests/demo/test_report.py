@@ -7,7 +7,7 @@ import yaml
 from lst_train.config import ConfigError
 from lst_train.config.sweep import load_sweep, validate_sweep
 from lst_train.demo.pipeline import demo_sweep
-from lst_train.demo.report import verdict
+from lst_train.demo.report import frontier, label_rows, run_label, verdict
 
 from helpers import RECIPES
 
@@ -30,6 +30,30 @@ def test_each_family_is_judged_against_its_own_reference_per_seed():
     assert "text +0.0500 ± 0.0707 nats per text token" in lines[1]
     assert lines == [line.replace("held-out valid", "held-out test")
                      for line in verdict(rows, heldout, references, "valid")]
+
+
+def test_a_sweep_over_sizes_and_budgets_compares_runs_at_the_same_point_and_picks_sizes_on_valid():
+    rows = label_rows([{"family": f, "seed": 0, "size": size, "budget": budget, "cell": f"{f}-{size}-C{budget:g}"}
+                       for f in ("baseline", "lst") for size in ("g64", "g128") for budget in (1e12, 2e12)])
+    assert len({run_label(r) for r in rows}) == 8 and run_label(rows[0]) == "baseline g64 C1e+12"
+    # Valid and test disagree on purpose: the size is chosen on valid, the loss reported on test.
+    speech = {("baseline", "g64"): (60.0, 61.0), ("baseline", "g128"): (62.0, 59.0),
+              ("lst", "g64"): (63.0, 64.0), ("lst", "g128"): (58.0, 60.0)}
+    heldout = {}
+    for r in rows:
+        valid, test = speech[r["family"], r["size"]]
+        shift = 0.0 if r["budget"] == 1e12 else -1.0
+        heldout[run_label(r)] = {"valid": {"sources": [{"nats_per_speech_second": valid + shift},
+                                                       {"nats_per_text_token": 5.0}]},
+                                 "test": {"sources": [{"nats_per_speech_second": test + shift},
+                                                      {"nats_per_text_token": 5.0}]}}
+    references = {"baseline": "baseline", "lst": "baseline"}
+    lines = verdict(rows, heldout, references)
+    assert len(lines) == 4 and lines[0].startswith("- lst vs baseline at g128, 1e+12 FLOPs, held-out test")
+    assert "speech +1.0000 (one seed: no spread)" in lines[0]  # lst g128 (60) vs baseline g128 (59)
+    table = frontier(rows, heldout, references)
+    assert "| 1e+12 | baseline | g64 | 61 | 5 |" in table and "| 1e+12 | lst | g128 | 60 | 5 |" in table
+    assert "- 1e+12 FLOPs: lst at its best size vs baseline at its own: speech -1.0000" in "\n".join(table)
 
 
 def test_demo_data_in_overrides_names_the_corpus_and_compare_to_is_checked(tmp_path):

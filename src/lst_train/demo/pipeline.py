@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lst_train.corpora.demo_corpus import LAYOUT, build_demo_corpus
 from lst_train.demo.evaluate import evaluate_runs, heldout_runs
-from lst_train.demo.report import run_label, write_report
+from lst_train.demo.report import label_rows, run_label, write_report
 from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
 from lst_train.config.sweep import load_sweep, validate_sweep
@@ -111,7 +111,7 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     failed = [x.cell.name for x in launches if x.state == "failed"]
     if failed:
         raise SystemExit(f"lst-train demo: training failed for {failed}; see {sweep.out_dir}/runs/CELL/launch.log")
-    rows = collect(sweep)
+    rows = label_rows(collect(sweep))
     for row, cell in zip(rows, plan.cells):
         row["run_dir"] = cell.run_dir
     _stage(5, "evaluate S→S, T→T, S→T, T→S and the held-out loss, write the report")

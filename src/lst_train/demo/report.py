@@ -21,9 +21,24 @@ def _number(value, spec: str = ".4g") -> str:
 
 
 def run_label(row: dict) -> str:
-    """A run's name in the tables: its family, and its seed when the sweep has several (cells named CELL-sSEED)."""
+    """A run's name in the tables: its family, its size and budget when the sweep has several (see label_rows),
+    and its seed when the sweep has several (cells named CELL-sSEED)."""
     seed = int(row.get("seed") or 0)
-    return f"{row['family']} s{seed}" if row["cell"].endswith(f"-s{seed}") else row["family"]
+    name = row["family"] + (f" {row['size']} C{float(row['budget']):.3g}" if row.get("grid") else "")
+    return f"{name} s{seed}" if row["cell"].endswith(f"-s{seed}") else name
+
+
+def label_rows(rows: list[dict]) -> list[dict]:
+    """Mark the rows of a sweep with several sizes or budgets, so that every run keeps its own label."""
+    grid = len({(r.get("size"), r.get("budget")) for r in rows}) > 1
+    for row in rows:
+        row["grid"] = grid
+    return rows
+
+
+def _point(row: dict) -> tuple:
+    """Runs are compared at the same size, budget and seed."""
+    return row.get("size"), row.get("budget"), row.get("seed")
 
 
 def loss_curves_plot(rows: list[dict], path: str) -> None:
@@ -79,7 +94,7 @@ def comparison(rows: list[dict], reference: str) -> list[str]:
     """One line per run: what it got for the reference family's compute (its run of the same seed)."""
     lines = []
     for r in rows:
-        ref = next((x for x in rows if x["family"] == reference and x.get("seed") == r.get("seed")), None)
+        ref = next((x for x in rows if x["family"] == reference and _point(x) == _point(r)), None)
         if ref is None or r is ref:
             continue
         ratio = {key: r[key] / ref[key] for key in ("flops", "tokens", "speech_hours", "global_units")}
@@ -154,33 +169,75 @@ def _spread(values: list[float]) -> str:
 
 
 def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: str = "test") -> list[str]:
-    """Per family, its held-out difference to its reference family (`references`: family -> the family it is
-    judged against), seed by seed, as mean ± std over seeds: nats per second of speech and per text token
-    (negative: lower loss than the reference)."""
-    by_run = {run_label(r): r for r in rows}
+    """Per family (and per size and budget when there are several), its held-out difference to its reference family
+    (`references`: family -> the family it is judged against) at the same size, budget and seed, as mean ± std
+    over seeds: nats per second of speech and per text token (negative: lower loss than the reference)."""
     lines = []
+    points = sorted({(r.get("size") or "", float(r.get("budget") or 0)) for r in rows}, key=lambda p: (p[1], p[0]))
     for family, reference in references.items():
         if family == reference:
             continue
-        ref_runs = {r.get("seed"): label for label, r in by_run.items() if r["family"] == reference}
-        speech, text = [], []
-        for label, r in by_run.items():
-            ref = ref_runs.get(r.get("seed"))
-            if r["family"] != family or ref is None or label not in heldout or ref not in heldout:
+        for size, budget in points:
+            speech, text = [], []
+            for r in rows:
+                if r["family"] != family or ((r.get("size") or ""), float(r.get("budget") or 0)) != (size, budget):
+                    continue
+                ref = next((x for x in rows if x["family"] == reference and _point(x) == _point(r)), None)
+                if ref is None or run_label(r) not in heldout or run_label(ref) not in heldout:
+                    continue
+                mine, theirs = heldout[run_label(r)][split]["sources"], heldout[run_label(ref)][split]["sources"]
+                speech.append(mine[0]["nats_per_speech_second"] - theirs[0]["nats_per_speech_second"])
+                text.append(mine[1]["nats_per_text_token"] - theirs[1]["nats_per_text_token"])
+            if not speech:
                 continue
-            mine, theirs = heldout[label][split]["sources"], heldout[ref][split]["sources"]
-            speech.append(mine[0]["nats_per_speech_second"] - theirs[0]["nats_per_speech_second"])
-            text.append(mine[1]["nats_per_text_token"] - theirs[1]["nats_per_text_token"])
-        if not speech:
-            continue
-        mean = statistics.fmean(speech)
-        where = f"{'ahead of' if mean < 0 else 'behind'} the {reference}"
-        if len(speech) > 1:
-            where += ", beyond" if abs(mean) > 2 * statistics.stdev(speech) else ", within"
-            where += " two standard deviations"
-        lines.append(f"- {family} vs {reference}, held-out {split}, {len(speech)} seed(s), equal training FLOPs: "
-                     f"speech {_spread(speech)} nats per second of speech ({where}); text {_spread(text)} nats per "
-                     "text token.")
+            mean = statistics.fmean(speech)
+            where = f"{'ahead of' if mean < 0 else 'behind'} the {reference}"
+            if len(speech) > 1:
+                where += ", beyond" if abs(mean) > 2 * statistics.stdev(speech) else ", within"
+                where += " two standard deviations"
+            at = f" at {size}, {budget:.3g} FLOPs" if len(points) > 1 else ""
+            lines.append(f"- {family} vs {reference}{at}, held-out {split}, {len(speech)} seed(s), equal training "
+                         f"FLOPs: speech {_spread(speech)} nats per second of speech ({where}); text {_spread(text)} "
+                         "nats per text token.")
+    return lines
+
+
+def frontier(rows: list[dict], heldout: dict, references: dict[str, str]) -> list[str]:
+    """With several sizes: per budget, each family at its compute-optimal size, chosen on the valid split (lowest
+    held-out speech loss, mean over seeds) and reported on test, against its reference family's own best size."""
+    sizes = {r.get("size") for r in rows}
+    if len(sizes) < 2:
+        return []
+
+    def mean_loss(family, size, budget, split, source, key):
+        values = [heldout[run_label(r)][split]["sources"][source][key] for r in rows
+                  if r["family"] == family and r.get("size") == size and float(r["budget"]) == budget
+                  and run_label(r) in heldout]
+        return statistics.fmean(values) if values else None
+
+    lines = ["| budget | family | best size (valid) | test: nats / speech second | test: nats / text token |",
+             "|---|---|---|---|---|"]
+    best = {}
+    for budget in sorted({float(r["budget"]) for r in rows}):
+        for family in references:
+            scored = [(mean_loss(family, size, budget, "valid", 0, "nats_per_speech_second"), size)
+                      for size in sizes]
+            scored = [(loss, size) for loss, size in scored if loss is not None]
+            if not scored:
+                continue
+            size = min(scored, key=lambda pair: pair[0])[1]
+            test = (mean_loss(family, size, budget, "test", 0, "nats_per_speech_second"),
+                    mean_loss(family, size, budget, "test", 1, "nats_per_text_token"))
+            best[family, budget] = test
+            lines.append(f"| {budget:.3g} | {family} | {size} | {_number(test[0])} | {_number(test[1])} |")
+    lines.append("")
+    for (family, budget), (speech, text) in best.items():
+        reference = references[family]
+        if family != reference and (reference, budget) in best:
+            ref_speech, ref_text = best[reference, budget]
+            lines.append(f"- {budget:.3g} FLOPs: {family} at its best size vs {reference} at its own: speech "
+                         f"{speech - ref_speech:+.4f} nats per second of speech, text {text - ref_text:+.4f} nats "
+                         "per text token.")
     return lines
 
 
@@ -200,6 +257,8 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
              *verdict(rows, heldout, references), "",
              "Chosen on the valid split (the same differences there; settings are picked on these, never on test):",
              "", *verdict(rows, heldout, references, "valid"), "",
+             *(["## Frontier (each family at its compute-optimal size per budget)", "",
+                *frontier(rows, heldout, references), ""] if len({r.get("size") for r in rows}) > 1 else []),
              "## Held-out loss (books no family trained on; the same documents, hence the same target tokens, for "
              "every family)", "", *heldout_table(heldout), "",
              "Per second of speech is the measure to compare; `valid` is for choosing settings, `test` for "
