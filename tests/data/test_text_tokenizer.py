@@ -132,6 +132,21 @@ def test_read_training_texts(tmp_path):
         list(read_training_texts([tmp_path / "d.csv"]))
 
 
+def test_read_training_texts_bounds_lines_and_survives_a_cut_file(tmp_path, monkeypatch):
+    # The loader's bounded reader: a line over MAX_LINE_BYTES (a decompression bomb's) is dropped as it streams.
+    monkeypatch.setattr("lst_train.data.shards.MAX_LINE_BYTES", 100)
+    ok = [json.dumps({"text": f"line {i}"}).encode() for i in range(3)]
+    huge = json.dumps({"text": "x" * 500}).encode()
+    packed = zstandard.ZstdCompressor().compress(b"\n".join([ok[0], huge, ok[1]]) + b"\n")
+    (tmp_path / "a.jsonl.zst").write_bytes(packed)
+    (tmp_path / "cut.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(ok[2] + b"\n") +
+                                             packed[: len(packed) // 2])
+    stats = TextStats()
+    texts = list(read_training_texts([tmp_path / "a.jsonl.zst", tmp_path / "cut.jsonl.zst"], stats))
+    assert texts == ["line 0", "line 1", "line 2"]
+    assert stats.bad_lines == 1 and stats.bad_files == 1
+
+
 @pytest.mark.parametrize("content", [None, b"not a ranks file\n", b"YQ== 0\n"])
 def test_bad_ranks_file_error(tmp_path, content):
     path = tmp_path / "tok.tiktoken"

@@ -131,11 +131,16 @@ def _bounded_lines(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
         yield b"".join(parts)
 
 
+def bounded_lines(raw: io.BufferedIOBase, compressed: bool) -> Iterator[bytes | None]:
+    """The lines of a text file (zstd-compressed if `compressed`) in bounded memory: None for a line over
+    MAX_LINE_BYTES; a compressed stream cut mid-frame raises ZstdError at its end."""
+    return _bounded_lines(_zstd_chunks(raw) if compressed else iter(lambda: raw.read(1 << 20), b""))
+
+
 def _text_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     try:
         with open(path, "rb") as raw:
-            chunks = _zstd_chunks(raw) if path.endswith(".zst") else iter(lambda: raw.read(1 << 20), b"")
-            for number, line in enumerate(_bounded_lines(chunks)):
+            for number, line in enumerate(bounded_lines(raw, path.endswith(".zst"))):
                 defect = None if line is not None else ("line_too_long", f"over {MAX_LINE_BYTES} bytes")
                 yield RawRecord(path, str(number + 1), {"line": line}, defect)
     except (OSError, zstandard.ZstdError) as err:

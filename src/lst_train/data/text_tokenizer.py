@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import heapq
-import io
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,6 +20,10 @@ import regex
 import tiktoken
 import zstandard
 from tqdm import tqdm
+
+from lst_train.data.shards import bounded_lines
+
+LOG = logging.getLogger(__name__)
 
 # GPT-4 (cl100k_base) pre-tokenization; `regex` is needed for the \p{..} classes and possessive quantifiers.
 PAT_STR = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
@@ -181,11 +185,13 @@ class TextTokenizer:
 
 @dataclass
 class TextStats:
-    """What `read_training_texts` read: texts yielded, their characters, and bad JSON lines skipped."""
+    """What `read_training_texts` read: texts yielded, their characters, bad JSON lines (or lines over the loader's
+    MAX_LINE_BYTES) skipped, and compressed files cut short (read up to the cut)."""
 
     texts: int = 0
     chars: int = 0
     bad_lines: int = 0
+    bad_files: int = 0
 
 
 def read_training_texts(paths: Iterable[str | Path], stats: TextStats | None = None) -> Iterator[str]:
@@ -208,19 +214,23 @@ def _read_file_texts(path: Path, stats: TextStats) -> Iterator[str]:
         yield from (paragraph.strip() for paragraph in re.split(r"\n\s*\n", path.read_text("utf-8")))
     elif name.endswith((".jsonl", ".jsonl.zst")):
         with path.open("rb") as raw:
-            stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw)) if name.endswith(
-                ".zst") else raw
-            for line in stream:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    text = record.get("text") if isinstance(record, dict) else None
-                except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
-                    text = None
-                if isinstance(text, str):
-                    yield text
-                else:
-                    stats.bad_lines += 1
+            # The loader's bounded reader: a decompression bomb's giant line is dropped as it streams.
+            lines = bounded_lines(raw, name.endswith(".zst"))
+            try:
+                for line in lines:
+                    if line is not None and not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line) if line is not None else None
+                        text = record.get("text") if isinstance(record, dict) else None
+                    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+                        text = None
+                    if isinstance(text, str):
+                        yield text
+                    else:
+                        stats.bad_lines += 1
+            except zstandard.ZstdError as err:
+                stats.bad_files += 1
+                LOG.warning("%s: skipped the rest of the file (%s)", path, err)
     else:
         raise ValueError(f"{path}: unsupported training text file; expected .txt, .jsonl or .jsonl.zst")
