@@ -3,6 +3,7 @@ otherwise; `backend` names the backend of this call (None: the process default, 
 the reference outside a custom-op boundary lets any TorchDispatchMode (FlopCounterMode,
 fake tensors) see ordinary torch ops on CPU."""
 
+import torch
 from torch import Tensor
 
 from lst_kernels import ops, reference
@@ -26,9 +27,13 @@ def segment_cross_attention(q: Tensor, key: Tensor, value: Tensor, seg_lengths: 
 
 
 def range_cross_attention(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor,
-                          window: int, backend: str | None = None) -> Tensor:
-    """Tokens q [N, H, dh] attend to the slots of segments first[n]..last[n] (key, value [S, k, H, dh])."""
+                          window: int, backend: str | None = None, deterministic: bool | None = None) -> Tensor:
+    """Tokens q [N, H, dh] attend to the slots of segments first[n]..last[n] (key, value [S, k, H, dh]).
+    deterministic: a bitwise-reproducible backward, without atomics, for first and last that never decrease (the
+    layout's order); None follows torch.use_deterministic_algorithms."""
     resolved = ops.resolve_backend(q, backend)
     if resolved == "reference":
         return reference.range_cross_attention(q, key, value, first, last, window)
-    return ops.range_cross_attention(q, key, value, first, last, window, resolved)
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    return ops.range_cross_attention(q, key, value, first, last, window, resolved, deterministic)

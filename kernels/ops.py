@@ -161,9 +161,10 @@ segment_cross_attention.register_autograd(_segment_attention_backward, setup_con
 
 @torch.library.custom_op("lst_kernels::range_cross_attention", mutates_args=())
 def range_cross_attention(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor,
-                          window: int, backend: str) -> Tensor:
+                          window: int, backend: str, deterministic: bool) -> Tensor:
     """Each token q [N, H, dh] attends to the k slots (key, value [S, k, H, dh]) of the segments first[n]..last[n]
-    (at most `window` of them; first > last: zero output) -> [N, H, dh]."""
+    (at most `window` of them; first > last: zero output) -> [N, H, dh]. `deterministic`: a backward without
+    atomics (Triton path; needs nondecreasing first and last)."""
     if backend == "triton":
         return _triton().range_cross_attention_fwd(q.contiguous(), key.contiguous(), value.contiguous(),
                                                    first.contiguous(), last.contiguous(), window)
@@ -171,34 +172,37 @@ def range_cross_attention(q: Tensor, key: Tensor, value: Tensor, first: Tensor, 
 
 
 @range_cross_attention.register_fake
-def _(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor, window: int, backend: str) -> Tensor:
+def _(q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor, window: int, backend: str,
+      deterministic: bool) -> Tensor:
     return torch.empty_like(q)
 
 
 @torch.library.custom_op("lst_kernels::range_cross_attention_backward", mutates_args=())
 def range_cross_attention_backward(grad: Tensor, q: Tensor, key: Tensor, value: Tensor, first: Tensor,
-                                   last: Tensor, window: int, backend: str) -> tuple[Tensor, Tensor, Tensor]:
+                                   last: Tensor, window: int, backend: str,
+                                   deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
     if backend == "triton":
         return _triton().range_cross_attention_bwd(grad.contiguous(), q.contiguous(), key.contiguous(),
                                                    value.contiguous(), first.contiguous(), last.contiguous(),
-                                                   window)
+                                                   window, deterministic)
     return _reference_vjp(lambda *a: reference.range_cross_attention(*a, first, last, window), grad, q, key, value)
 
 
 @range_cross_attention_backward.register_fake
 def _(grad: Tensor, q: Tensor, key: Tensor, value: Tensor, first: Tensor, last: Tensor, window: int,
-      backend: str) -> tuple[Tensor, Tensor, Tensor]:
+      backend: str, deterministic: bool) -> tuple[Tensor, Tensor, Tensor]:
     return torch.empty_like(q), torch.empty_like(key), torch.empty_like(value)
 
 
 def _range_setup(ctx, inputs: tuple, output: Tensor) -> None:
-    *tensors, window, backend = inputs
+    *tensors, window, backend, deterministic = inputs
     ctx.save_for_backward(*tensors)
-    ctx.window, ctx.backend = window, backend
+    ctx.window, ctx.backend, ctx.deterministic = window, backend, deterministic
 
 
-def _range_backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None, None]:
-    return *range_cross_attention_backward(grad, *ctx.saved_tensors, ctx.window, ctx.backend), None, None, None, None
+def _range_backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+    grads = range_cross_attention_backward(grad, *ctx.saved_tensors, ctx.window, ctx.backend, ctx.deterministic)
+    return *grads, None, None, None, None, None
 
 
 range_cross_attention.register_autograd(_range_backward, setup_context=_range_setup)

@@ -114,18 +114,59 @@ def test_segment_cross_attention(launches, n_slots, head_dim, dtype):
     assert launches["segment_cross_attention_fwd"] == 1 and launches["segment_cross_attention_bwd"] == 1
 
 
+def layout_ranges(n_tokens: int, n_segments: int, window: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """first/last as the layout makes them: never decreasing, at most `window` wide, three documents (a token at a
+    document's start reads nothing: first > last)."""
+    gen = torch.Generator().manual_seed(seed)
+    last = torch.randint(-1, n_segments, (n_tokens,), generator=gen).sort().values
+    doc_first = torch.zeros_like(last)
+    for cut in (n_tokens // 3, 2 * n_tokens // 3):
+        doc_first[cut:] = last[cut] + 1
+    return torch.maximum(last - window + 1, doc_first).to(DEVICE), last.to(DEVICE)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("n_slots,window", [(2, 1), (3, 3)])
-def test_range_cross_attention(launches, n_slots, window, dtype):
+@pytest.mark.parametrize("n_slots,window,deterministic", [(2, 1, False), (3, 3, False), (2, 64, False),
+                                                          (2, 1, True), (3, 3, True), (1, 64, True)])
+def test_range_cross_attention(launches, n_slots, window, deterministic, dtype):
+    """Windows up to 64 segments (several blocks of the kernel's window loop); the deterministic backward (no
+    atomics) on layout-ordered ranges, the default one on any ranges."""
     lengths = ragged_lengths(2)
     n_tokens, n_segments, heads, head_dim = int(lengths.sum()), len(lengths), 2, 16
-    first, last = ranges(n_tokens, n_segments, window, seed=window)
+    make_ranges = layout_ranges if deterministic else ranges
+    first, last = make_ranges(n_tokens, n_segments, window, seed=window)
+    assert (last - first + 1).max() >= min(window, 9), "the ranges use the window"
     q = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype)
     key, value = (torch.randn(n_segments, n_slots, heads, head_dim, device=DEVICE, dtype=dtype) for _ in range(2))
-    assert_same_forward_and_grads(lambda *a: lst_kernels.range_cross_attention(*a, first, last, window),
-                                  lambda *a: reference.range_cross_attention(*a, first, last, window),
+    op = lambda *a: lst_kernels.range_cross_attention(*a, first, last, window, deterministic=deterministic)
+    assert_same_forward_and_grads(op, lambda *a: reference.range_cross_attention(*a, first, last, window),
                                   [q, key, value], dtype)
     assert launches["range_cross_attention_fwd"] == 1 and launches["range_cross_attention_bwd"] == 1
+
+
+def test_deterministic_flag_selects_the_backward_without_atomics(launches):
+    """deterministic=None follows torch.use_deterministic_algorithms; repeated backwards are bitwise equal."""
+    lengths = ragged_lengths(3)
+    n_tokens, n_segments = int(lengths.sum()), len(lengths)
+    first, last = layout_ranges(n_tokens, n_segments, 4, seed=3)
+    q = torch.randn(n_tokens, 2, 8, device=DEVICE, requires_grad=True)
+    key = torch.randn(n_segments, 2, 2, 8, device=DEVICE, requires_grad=True)
+    calls = []
+    kernels = ops._triton()
+    launcher = kernels.range_cross_attention_bwd
+    kernels.range_cross_attention_bwd = lambda *a: (calls.append(a[-1]), launcher(*a))[1]
+    try:
+        grads = []
+        for flag in (True, True, False):
+            torch.use_deterministic_algorithms(flag)
+            out = lst_kernels.range_cross_attention(q, key, key, first, last, 4)
+            grads.append(torch.autograd.grad(out.square().sum(), (q, key)))
+    finally:
+        torch.use_deterministic_algorithms(False)
+        kernels.range_cross_attention_bwd = launcher
+    assert calls == [True, True, False]
+    assert all(torch.equal(a, b) for a, b in zip(grads[0], grads[1]))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads[0], grads[2]))
 
 
 def _packed_batch(vocab, rows: int = 2, length: int = 40):
@@ -141,11 +182,14 @@ def _packed_batch(vocab, rows: int = 2, length: int = 40):
     return torch.tensor(token_rows), patch_lengths
 
 
-def test_debug_model_same_loss_and_grads_through_kernels(launches):
-    """Two models with the same weights, model.kernels=triton and =reference: the backend is each module's own."""
+@pytest.mark.parametrize("extra", [[], ["model.kernels_deterministic=true", "model.unpool_window=4"]],
+                         ids=["default", "deterministic-window4"])
+def test_debug_model_same_loss_and_grads_through_kernels(launches, extra):
+    """Two models with the same weights, model.kernels=triton and =reference: the backend is each module's own.
+    Deterministic: the layout's unpooling ranges meet its contract (first and last never decrease)."""
     results = []
     for backend in ("triton", "reference"):
-        model = build_model(debug_config("lst", f"model.kernels={backend}").model, seed=0).to(DEVICE)
+        model = build_model(debug_config("lst", f"model.kernels={backend}", *extra).model, seed=0).to(DEVICE)
         tokens, patch_lengths = (t.to(DEVICE) for t in _packed_batch(model.vocab))
         labels = labels_from_tokens(tokens, model.vocab)
         loss = next_token_loss_sums(model(tokens, patch_lengths), labels, model.vocab).mean()
@@ -197,7 +241,7 @@ def test_compile_traces_through_the_reference_backend():
         x, q, key, value, tq, skey, svalue = tensors
         torch.library.opcheck(ops.segment_pool, (x, lengths, "mean", "reference"))
         torch.library.opcheck(ops.segment_cross_attention, (q, key, value, lengths, "reference"))
-        torch.library.opcheck(ops.range_cross_attention, (tq, skey, svalue, first, last, 2, "reference"))
+        torch.library.opcheck(ops.range_cross_attention, (tq, skey, svalue, first, last, 2, "reference", False))
     finally:
         lst_kernels.set_backend(previous)
 

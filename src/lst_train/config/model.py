@@ -86,6 +86,9 @@ class ModelConfig:
     kernels: KernelBackend = KernelBackend.auto
     """Patch-op backend (lst_kernels): "auto": Triton on CUDA, the reference on CPU; "triton" / "reference" force
     one."""
+    kernels_deterministic: bool = False
+    """Triton unpooling backward without atomics, so a GPU run is bitwise reproducible (also on whenever
+    torch.use_deterministic_algorithms(True) is set); off, its key/value gradients are summed with atomics."""
 
 
 def validate_stack(stack: StackConfig, key: str) -> None:

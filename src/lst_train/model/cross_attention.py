@@ -69,11 +69,14 @@ class PatchPooling(nn.Module):
 class PatchUnpooling(nn.Module):
     """Each token attends to the k slots of the global output of the patch(es) its decoder may read."""
 
-    def __init__(self, dim: int, n_heads: int, n_slots: int, window: int, norm_eps: float, backend: str = "auto"):
+    def __init__(self, dim: int, n_heads: int, n_slots: int, window: int, norm_eps: float, backend: str = "auto",
+                 deterministic: bool = False):
         super().__init__()
         self.n_slots = n_slots
         self.window = window
         self.backend = backend  # lst_kernels backend of this module's ops (model.kernels)
+        # True: a backward without atomics; False leaves it to torch.use_deterministic_algorithms.
+        self.deterministic = deterministic or None
         self.cross_attention = CrossAttentionProjections(dim, n_heads, norm_eps)
 
     def forward(self, token_states: Tensor, global_states: Tensor, layout: PatchLayout) -> Tensor:
@@ -88,5 +91,6 @@ class PatchUnpooling(nn.Module):
         (flattened over rows) -> the residual update [N, d]."""
         slots = global_states.reshape(-1, self.n_slots, queries.shape[-1])  # [B*P, k, d]
         q, k, v = self.cross_attention.project(queries, slots)
-        attended = lst_kernels.range_cross_attention(q, k, v, first, last, self.window, self.backend)
+        attended = lst_kernels.range_cross_attention(q, k, v, first, last, self.window, self.backend,
+                                                     self.deterministic)
         return self.cross_attention.output(attended)

@@ -20,7 +20,7 @@ class PatchDecoderLayer(nn.Module):
         super().__init__()
         stack = cfg.decoder
         self.unpooling = PatchUnpooling(stack.dim, stack.n_heads, cfg.patch_slots, cfg.unpool_window, cfg.norm_eps,
-                                        cfg.kernels)
+                                        cfg.kernels, cfg.kernels_deterministic)
         self.block = TransformerBlock(stack.dim, stack.n_heads, cfg.ffn_multiple_of, cfg.norm_eps)
 
     def forward(self, h: Tensor, global_states: Tensor, layout: PatchLayout, rope: RotaryEmbedding, mask: Tensor):
