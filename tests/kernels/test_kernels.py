@@ -315,3 +315,49 @@ def test_gpu_larger_shapes(launches, dtype):
     tq = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype)
     assert_as_close_as_the_reference(lambda *a: lst_kernels.range_cross_attention(*a, first, last, 2),
                                      lambda *a: reference.range_cross_attention(*a, first, last, 2), [tq, q, key], dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("window", [8, 64])
+def test_gpu_wide_unpooling_windows_and_bitwise_deterministic_backward(launches, window):
+    """Realistic sizes, bf16: windows of 8 and 64 patches on layout-ordered ranges; the deterministic backward
+    gives the same bits twice (the atomic one need not) and both are as close to the float32 oracle as the
+    reference is."""
+    gen = torch.Generator().manual_seed(1)
+    lengths = torch.randint(1, 9, (2000,), generator=gen).to(DEVICE)
+    n_tokens, n_segments, heads, head_dim = int(lengths.sum()), len(lengths), 16, 64
+    first, last = layout_ranges(n_tokens, n_segments, window, seed=1)
+    tq = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=torch.bfloat16)
+    slots = torch.randn(n_segments, 2, heads, head_dim, device=DEVICE, dtype=torch.bfloat16)
+    for deterministic in (False, True):
+        assert_as_close_as_the_reference(
+            lambda *a: lst_kernels.range_cross_attention(*a, first, last, window, deterministic=deterministic),
+            lambda *a: reference.range_cross_attention(*a, first, last, window), [tq, slots, slots], torch.bfloat16)
+    grads = []
+    for _ in range(2):
+        leaves = [tq.clone().requires_grad_(), slots.clone().requires_grad_()]
+        out = lst_kernels.range_cross_attention(leaves[0], leaves[1], leaves[1], first, last, window,
+                                                deterministic=True)
+        grads.append(torch.autograd.grad(out.float().square().sum(), leaves))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+@needs_cuda
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_gpu_ops_never_synchronize_the_host(launches, deterministic):
+    """Forward and backward of the three ops on a batch, under CUDA's sync debug mode set to raise: no .item(),
+    no data-dependent shapes, so they can run inside CUDA graphs."""
+    tensors, (lengths, _, _) = _op_inputs()
+    first, last = layout_ranges(int(lengths.sum()), len(lengths), 2, seed=3)  # the deterministic contract
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x, q, key, value, tq, skey, svalue = tensors
+        total = (lst_kernels.segment_pool(x, lengths, "max").sum()
+                 + lst_kernels.segment_cross_attention(q, key, value, lengths).square().sum()
+                 + lst_kernels.range_cross_attention(tq, skey, svalue, first, last, 2,
+                                                     deterministic=deterministic).square().sum())
+        total.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(t.grad is not None for t in tensors)
