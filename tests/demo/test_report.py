@@ -49,8 +49,9 @@ def test_a_sweep_over_sizes_and_budgets_compares_runs_at_the_same_point_and_pick
                                                       {"nats_per_text_token": 5.0}]}}
     references = {"baseline": "baseline", "lst": "baseline"}
     lines = verdict(rows, heldout, references)
-    assert len(lines) == 4 and lines[0].startswith("- lst vs baseline at g128, 1e+12 FLOPs, held-out test")
-    assert "speech +1.0000 (one seed: no spread)" in lines[0]  # lst g128 (60) vs baseline g128 (59)
+    assert len(lines) == 4 and lines[1].startswith("- lst vs baseline at g128, 1e+12 FLOPs, held-out test")
+    assert lines[0].startswith("- lst vs baseline at g64, 1e+12 FLOPs")  # the sweep's order of sizes
+    assert "speech +1.0000 (one seed: no spread)" in lines[1]  # lst g128 (60) vs baseline g128 (59)
     table = frontier(rows, heldout, references)
     assert "| 1e+12 | baseline | g64 | 61 | 5 |" in table and "| 1e+12 | lst | g128 | 60 | 5 |" in table
     assert "- 1e+12 FLOPs: lst at its best size vs baseline at its own: speech -1.0000" in "\n".join(table)

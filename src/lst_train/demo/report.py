@@ -173,7 +173,9 @@ def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: 
     (`references`: family -> the family it is judged against) at the same size, budget and seed, as mean ± std
     over seeds: nats per second of speech and per text token (negative: lower loss than the reference)."""
     lines = []
-    points = sorted({(r.get("size") or "", float(r.get("budget") or 0)) for r in rows}, key=lambda p: (p[1], p[0]))
+    order = list(dict.fromkeys(r.get("size") or "" for r in rows))  # the sweep's order of sizes
+    points = sorted({(r.get("size") or "", float(r.get("budget") or 0)) for r in rows},
+                    key=lambda p: (p[1], order.index(p[0])))
     for family, reference in references.items():
         if family == reference:
             continue
