@@ -21,6 +21,10 @@ def unavailable() -> str | None:
         return "a test SLURM needs root (slurmd starts jobs as their user)"
     if not MUNGE_KEY.is_file():
         return f"no {MUNGE_KEY}: apt-get install -y munge"
+    try:  # the job script's torchrun meets on the node's name, as on a cluster
+        socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return f"this machine's name {socket.gethostname()!r} does not resolve (add it to /etc/hosts)"
     return None
 
 
