@@ -23,7 +23,8 @@ TRAINER_LOG = re.compile(r" lst_train\.\w+: ")
 class CellLaunch:
     cell: Cell
     state: str
-    """'finished' (skipped), 'resume' (from `start`), 'new', then 'done' or 'failed' once run, or 'submitted' / 'queued' (slurm)."""
+    """'finished' (skipped), 'resume' (from `start`), 'new', then 'done' or 'failed' once run, or (slurm)
+    'submitted' / 'queued'."""
     start: int = 0
     """Step the cell continues from."""
 
