@@ -1,6 +1,7 @@
 """launch/slurm.sbatch and `sweep launch --executor slurm` on a real single-node SLURM started by the test (issue:
-faults a 32-GPU week meets, item 10): SLURM's time-limit warning → checkpoint → `scontrol requeue` → the requeued job
-resumes and ends with the losses of an uninterrupted run. Skipped where SLURM cannot run (not installed, not root)."""
+faults a 32-GPU week meets, item 10): SLURM's time-limit warning → checkpoint → `scontrol requeue` → the requeued
+job resumes and ends with the losses of an uninterrupted run. Skipped where SLURM cannot run (not installed, not
+root, the machine's name does not resolve)."""
 
 import json
 import re

@@ -18,7 +18,8 @@ def _run_train(args: argparse.Namespace) -> None:
     short = f" (fewer than --vocab-size {args.vocab_size}: no pair left occurring twice)" if len(
         ranks) < args.vocab_size else ""
     print(f"wrote {len(ranks)} ranks to {args.out}{short}; read {stats.chars:,} chars in {stats.texts:,} texts "
-          f"({stats.bad_lines} bad lines skipped, {stats.bad_files} files cut short); {time.perf_counter() - start:.1f} s")
+          f"({stats.bad_lines} bad lines skipped, {stats.bad_files} files cut short); "
+          f"{time.perf_counter() - start:.1f} s")
 
 
 def _run_train_units(args: argparse.Namespace) -> None:
