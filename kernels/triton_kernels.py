@@ -80,6 +80,18 @@ def _pool_bwd(x_ptr, grad_ptr, starts_ptr, lengths_ptr, dx_ptr, dim, IS_MAX: tl.
 
 
 @triton.jit
+def _online_softmax_step(m, denom, scores):
+    """One block [R, C] of an online softmax over C: the new running max and denominator, the factor that rescales
+    what was summed under the old max, and the block's weights exp(scores - max). A row with no finite score yet
+    keeps max -inf, weights 0 and denominator 0."""
+    m_new = tl.maximum(m, tl.max(scores, axis=1))
+    m_safe = tl.where(m_new > float("-inf"), m_new, 0.0)
+    alpha = tl.exp(m - m_safe)
+    p = tl.exp(scores - m_safe[:, None])
+    return m_new, denom * alpha + tl.sum(p, axis=1), alpha, p
+
+
+@triton.jit
 def _segment_scores(q, k_ptr, v_ptr, offsets, mask, scale):
     """Scores [K, BLOCK_N] of the slots q [K, D] against one block of tokens, and the block's keys and values."""
     k = tl.load(k_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
@@ -117,12 +129,8 @@ def _segment_attn_fwd(q_ptr, k_ptr, v_ptr, starts_ptr, lengths_ptr, out_ptr, n_s
         mask = (toks < length)[:, None] & (dims < head_dim)[None, :]
         scores, k, v = _segment_scores(q, k_ptr, v_ptr, offsets, mask, scale)
         scores = tl.where((toks < length)[None, :], scores, float("-inf"))
-        m_new = tl.maximum(m, tl.max(scores, axis=1))  # finite: every block holds at least one token
-        alpha = tl.exp(m - m_new)
-        p = tl.exp(scores - m_new[:, None])
-        denom = denom * alpha + tl.sum(p, axis=1)
+        m, denom, alpha, p = _online_softmax_step(m, denom, scores)
         acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], axis=1)
-        m = m_new
     out = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     tl.store(out_ptr + slot_offsets, out.to(out_ptr.dtype.element_ty), mask=slot_mask)
 
@@ -149,13 +157,8 @@ def _segment_attn_bwd(q_ptr, k_ptr, v_ptr, do_ptr, starts_ptr, lengths_ptr, dq_p
         mask = (toks < length)[:, None] & (dims < head_dim)[None, :]
         scores, k, v = _segment_scores(q, k_ptr, v_ptr, offsets, mask, scale)
         scores = tl.where((toks < length)[None, :], scores, float("-inf"))
-        m_new = tl.maximum(m, tl.max(scores, axis=1))
-        alpha = tl.exp(m - m_new)
-        p = tl.exp(scores - m_new[:, None])
-        dp = tl.sum(do[:, None, :] * v[None, :, :], axis=2)
-        denom = denom * alpha + tl.sum(p, axis=1)
-        delta = delta * alpha + tl.sum(p * dp, axis=1)
-        m = m_new
+        m, denom, alpha, p = _online_softmax_step(m, denom, scores)
+        delta = delta * alpha + tl.sum(p * tl.sum(do[:, None, :] * v[None, :, :], axis=2), axis=1)
     denom = tl.where(denom > 0, denom, 1.0)
     delta = delta / denom
     dq = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
@@ -226,13 +229,8 @@ def _range_attn_fwd(q_ptr, k_ptr, v_ptr, first_ptr, last_ptr, out_ptr, n_tokens,
     for w0 in range(0, span, BLOCK_C // BLOCK_K):
         scores, k, v, offsets, mask = _range_block(q, k_ptr, v_ptr, first, last, tok_mask, w0, n_slots, n_heads,
                                                    head, head_dim, window, scale, BLOCK_C, BLOCK_K, BLOCK_D)
-        m_new = tl.maximum(m, tl.max(scores, axis=1))
-        m_safe = tl.where(m_new > float("-inf"), m_new, 0.0)
-        alpha = tl.exp(m - m_safe)
-        p = tl.exp(scores - m_safe[:, None])
-        denom = denom * alpha + tl.sum(p, axis=1)
+        m, denom, alpha, p = _online_softmax_step(m, denom, scores)
         acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v, axis=1)
-        m = m_new
     out = acc / tl.where(denom > 0, denom, 1.0)[:, None]
     tl.store(out_ptr + q_offsets, out.to(out_ptr.dtype.element_ty), mask=q_mask)
 
@@ -253,13 +251,8 @@ def _range_attn_bwd_q(q_ptr, k_ptr, v_ptr, do_ptr, first_ptr, last_ptr, dq_ptr, 
     for w0 in range(0, span, BLOCK_C // BLOCK_K):
         scores, k, v, offsets, mask = _range_block(q, k_ptr, v_ptr, first, last, tok_mask, w0, n_slots, n_heads,
                                                    head, head_dim, window, scale, BLOCK_C, BLOCK_K, BLOCK_D)
-        m_new = tl.maximum(m, tl.max(scores, axis=1))
-        m_safe = tl.where(m_new > float("-inf"), m_new, 0.0)
-        alpha = tl.exp(m - m_safe)
-        p = tl.exp(scores - m_safe[:, None])
-        denom = denom * alpha + tl.sum(p, axis=1)
+        m, denom, alpha, p = _online_softmax_step(m, denom, scores)
         delta = delta * alpha + tl.sum(p * tl.sum(do[:, None, :] * v, axis=2), axis=1)
-        m = m_new
     lse = tl.where(denom > 0, tl.where(m > float("-inf"), m, 0.0) + tl.log(tl.where(denom > 0, denom, 1.0)),
                    float("inf"))
     delta = delta / tl.where(denom > 0, denom, 1.0)
