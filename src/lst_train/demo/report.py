@@ -30,15 +30,15 @@ def run_label(row: dict) -> str:
 
 def label_rows(rows: list[dict]) -> list[dict]:
     """Mark the rows of a sweep with several sizes or budgets, so that every run keeps its own label."""
-    grid = len({(r.get("size"), r.get("budget")) for r in rows}) > 1
+    grid = len({_point(r)[:2] for r in rows}) > 1
     for row in rows:
         row["grid"] = grid
     return rows
 
 
-def _point(row: dict) -> tuple:
+def _point(row: dict) -> tuple[str, float, object]:
     """Runs are compared at the same size, budget and seed."""
-    return row.get("size"), row.get("budget"), row.get("seed")
+    return row.get("size") or "", float(row.get("budget") or 0), row.get("seed")
 
 
 def loss_curves_plot(rows: list[dict], path: str) -> None:
@@ -173,16 +173,15 @@ def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: 
     (`references`: family -> the family it is judged against) at the same size, budget and seed, as mean ± std
     over seeds: nats per second of speech and per text token (negative: lower loss than the reference)."""
     lines = []
-    order = list(dict.fromkeys(r.get("size") or "" for r in rows))  # the sweep's order of sizes
-    points = sorted({(r.get("size") or "", float(r.get("budget") or 0)) for r in rows},
-                    key=lambda p: (p[1], order.index(p[0])))
+    order = list(dict.fromkeys(_point(r)[0] for r in rows))  # the sweep's order of sizes
+    points = sorted({_point(r)[:2] for r in rows}, key=lambda p: (p[1], order.index(p[0])))
     for family, reference in references.items():
         if family == reference:
             continue
         for size, budget in points:
             speech, text = [], []
             for r in rows:
-                if r["family"] != family or ((r.get("size") or ""), float(r.get("budget") or 0)) != (size, budget):
+                if r["family"] != family or _point(r)[:2] != (size, budget):
                     continue
                 ref = next((x for x in rows if x["family"] == reference and _point(x) == _point(r)), None)
                 if ref is None or run_label(r) not in heldout or run_label(ref) not in heldout:
@@ -207,20 +206,19 @@ def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: 
 def frontier(rows: list[dict], heldout: dict, references: dict[str, str]) -> list[str]:
     """With several sizes: per budget, each family at its compute-optimal size, chosen on the valid split (lowest
     held-out speech loss, mean over seeds) and reported on test, against its reference family's own best size."""
-    sizes = {r.get("size") for r in rows}
+    sizes = {_point(r)[0] for r in rows}
     if len(sizes) < 2:
         return []
 
     def mean_loss(family, size, budget, split, source, key):
         values = [heldout[run_label(r)][split]["sources"][source][key] for r in rows
-                  if r["family"] == family and r.get("size") == size and float(r["budget"]) == budget
-                  and run_label(r) in heldout]
+                  if r["family"] == family and _point(r)[:2] == (size, budget) and run_label(r) in heldout]
         return statistics.fmean(values) if values else None
 
     lines = ["| budget | family | best size (valid) | test: nats / speech second | test: nats / text token |",
              "|---|---|---|---|---|"]
     best = {}
-    for budget in sorted({float(r["budget"]) for r in rows}):
+    for budget in sorted({_point(r)[1] for r in rows}):
         for family in references:
             scored = [(mean_loss(family, size, budget, "valid", 0, "nats_per_speech_second"), size)
                       for size in sizes]
@@ -248,6 +246,7 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
     """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path. `reference`: the family
     the results are compared with; `references`: the family each family's held-out verdict is judged against."""
     loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
+    best_sizes = frontier(rows, heldout, references)
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
     lines = ["# lst_train demo: baseline vs LST at equal training FLOPs", "", *header, "",
              "## Results (final training losses: mean of the last 10% of logged steps)", "", *results_table(rows), "",
@@ -259,8 +258,8 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
              *verdict(rows, heldout, references), "",
              "Chosen on the valid split (the same differences there; settings are picked on these, never on test):",
              "", *verdict(rows, heldout, references, "valid"), "",
-             *(["## Frontier (each family at its compute-optimal size per budget)", "",
-                *frontier(rows, heldout, references), ""] if len({r.get("size") for r in rows}) > 1 else []),
+             *(["## Frontier (each family at its compute-optimal size per budget)", "", *best_sizes, ""]
+               if best_sizes else []),
              "## Held-out loss (books no family trained on; the same documents, hence the same target tokens, for "
              "every family)", "", *heldout_table(heldout), "",
              "Per second of speech is the measure to compare; `valid` is for choosing settings, `test` for "
