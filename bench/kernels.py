@@ -75,6 +75,11 @@ def _dense_range_attention(q, key, value, first, last, window):
     return torch.where((first <= last)[:, None, None], out.transpose(0, 1), 0.0)
 
 
+def ranged(fn: Callable, first: torch.Tensor, last: torch.Tensor, window: int, *extra) -> Callable:
+    """fn(q, key, value, first, last, window, *extra) as a function of the differentiable inputs only."""
+    return lambda *inputs: fn(*inputs, first, last, window, *extra)
+
+
 def cases(args, lengths_of: dict[str, Callable[[int, int], torch.Tensor]], device: str, dtype: torch.dtype):
     """(label, op, window, {variant: (function, inputs)}) for every shape of the matrix."""
     heads, dh = args.heads, args.dim // args.heads
@@ -108,18 +113,14 @@ def cases(args, lengths_of: dict[str, Callable[[int, int], torch.Tensor]], devic
                 yield label, "segment_cross_attention", 0, attend
                 for window in args.windows:
                     _, first, last = (t.to(device) for t in batch_layout(rows, window))
-                    unpool = {
-                        "triton": (lambda *a, f=first, l=last, w=window: lst_kernels.range_cross_attention(
-                            *a, f, l, w, "triton", False), [tokens, q, q]),
-                        "triton-det": (lambda *a, f=first, l=last, w=window: lst_kernels.range_cross_attention(
-                            *a, f, l, w, "triton", True), [tokens, q, q]),
-                        "reference": (lambda *a, f=first, l=last, w=window: reference.range_cross_attention(
-                            *a, f, l, w), [tokens, q, q]),
-                        "dense": (lambda *a, f=first, l=last, w=window: _dense_range_attention(*a, f, l, w),
-                                  [tokens, q, q])}
+                    variants = [("triton", lst_kernels.range_cross_attention, ("triton", False)),
+                                ("triton-det", lst_kernels.range_cross_attention, ("triton", True)),
+                                ("reference", reference.range_cross_attention, ()),
+                                ("dense", _dense_range_attention, ())]
                     if compiled:
-                        unpool["compiled"] = (lambda *a, f=first, l=last, w=window: compiled["range_cross_attention"](
-                            *a, f, l, w), [tokens, q, q])
+                        variants.append(("compiled", compiled["range_cross_attention"], ()))
+                    unpool = {name: (ranged(fn, first, last, window, *extra), [tokens, q, q])
+                              for name, fn, extra in variants}
                     yield label, "range_cross_attention", window, unpool
 
 
