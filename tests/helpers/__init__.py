@@ -13,12 +13,18 @@ from lst_train.config import Config, PatchingConfig, load_config
 from lst_train.data.pieces import row_partition
 from lst_train.data.patchers import Patcher
 from lst_train.patching import pad_closed_early, pad_patch_lengths
+from lst_train.runs import read_metrics
 from lst_train.vocab import Vocab
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
 ASSETS = REPO / "tests" / "assets" / "librivox"
 """Real LibriVox recordings (Debian pocketsphinx-testdata) with transcripts and word timings."""
+
+
+def losses_by_step(run_dir: str | Path) -> dict[int, float]:
+    """step -> loss of a run's metrics, the last record of a step winning (a relaunch appends the steps it re-runs)."""
+    return {record["step"]: record["loss"] for record in read_metrics(str(run_dir))}
 
 
 def debug_config(arch: str = "lst", *overrides: str) -> Config:

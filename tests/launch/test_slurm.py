@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import RECIPES, REPO
+from helpers import RECIPES, REPO, losses_by_step
 from helpers.data import units_corpus
 from helpers.slurm import SlurmCluster, unavailable
 
@@ -37,14 +37,6 @@ def _args(corpus, run_dir: Path) -> list[str]:
             f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units",
             "data.seq_units=32", "data.batch_size=2", f"training.steps={STEPS}", "training.warmup_steps=2",
             "training.log_interval=1", "checkpoint.interval=50", f"run_dir={run_dir}"]
-
-
-def _losses(run_dir: Path) -> dict[int, float]:
-    losses = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        losses[record["step"]] = record["loss"]
-    return losses
 
 
 def _wait_gone(slurm: SlurmCluster, job_id: str, timeout: float) -> None:
@@ -76,7 +68,7 @@ def test_time_limit_warning_saves_requeues_and_the_requeued_job_ends_with_the_un
     assert 0 < saved < STEPS
     assert f"resumed at step {saved} of {STEPS}" in log, log[-4000:]
     assert json.loads((run_dir / "finished.json").read_text())["step"] == STEPS
-    assert _losses(run_dir) == _losses(tmp_path / "reference")
+    assert losses_by_step(run_dir) == losses_by_step(tmp_path / "reference")
 
 
 def test_sweep_launch_on_slurm_runs_two_cells_to_the_end_then_collect_and_plot(slurm, corpus, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import RECIPES
+from helpers import RECIPES, losses_by_step
 from helpers.data import units_corpus
 from lst_train.export import export_run
 from lst_train.runs import complete_steps
@@ -111,16 +111,12 @@ def test_a_stuck_rank_becomes_an_error_naming_rank_and_step_within_the_timeout(c
     assert proc.returncode != 0 and error_at < 100, error_at
 
 
-def _losses(run_dir: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in _metrics(run_dir)}
-
-
 @pytest.fixture(scope="module")
 def reference(corpus, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reference")
     result = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2")
     assert result.returncode == 0, result.stdout[-3000:]
-    return _losses(run_dir)
+    return losses_by_step(run_dir)
 
 
 def test_an_unwritable_checkpoint_is_one_error_line_and_training_goes_on(corpus, reference, tmp_path):
@@ -133,7 +129,7 @@ def test_an_unwritable_checkpoint_is_one_error_line_and_training_goes_on(corpus,
     assert len(errors) == 2 and all("checkpoint step-4" in e and "FileExistsError" in e and "step-2" in e
                                     and "tries again at step 6" in e for e in errors)  # one line per rank
     assert complete_steps(str(run_dir)) == [8, 6, 2]
-    assert _losses(run_dir) == reference
+    assert losses_by_step(run_dir) == reference
 
 
 def _mount_tmpfs(path: Path, size: int) -> bool:
@@ -167,7 +163,7 @@ def test_a_full_disk_stops_cleanly_and_the_relaunch_resumes_exactly(corpus, refe
                       "checkpoint.stop_on_save_error=true")
     assert relaunch.returncode == 0, relaunch.stdout[-3000:]
     assert "resumed at step 2" in relaunch.stdout
-    assert _losses(run_dir) == reference
+    assert losses_by_step(run_dir) == reference
 
 
 def test_a_killed_rank_restarts_the_group_which_resumes_and_finishes_with_the_same_losses(corpus, tmp_path):
@@ -196,7 +192,7 @@ def test_a_killed_rank_restarts_the_group_which_resumes_and_finishes_with_the_sa
             pass
     assert proc.returncode == 0, out[-4000:]
     assert "a collective failed" in out and "resumed at step" in out
-    assert _losses(run_dir) == _losses(reference_dir)
+    assert losses_by_step(run_dir) == losses_by_step(reference_dir)
 
 
 @pytest.mark.parametrize("before,after", [(2, 1), (1, 2)])
@@ -204,12 +200,12 @@ def test_a_run_resumes_on_another_number_of_ranks(corpus, tmp_path, before, afte
     run_dir = tmp_path / "run"
     first = _train(corpus, run_dir, "training.steps=8", "training.stop_at=4", "checkpoint.interval=2", ranks=before)
     assert first.returncode == 0, first.stdout[-3000:]
-    seen = _losses(run_dir)
+    seen = losses_by_step(run_dir)
     second = _train(corpus, run_dir, "training.steps=8", "checkpoint.interval=2", ranks=after)
     assert second.returncode == 0, second.stdout[-3000:]
     assert f"was written by {before} ranks, this run has {after}" in second.stdout
     assert f"resumed at step 4 of 8 on {after} rank(s)" in second.stdout
     assert second.stdout.count("restarts its epoch") == after  # each new reader says what it did
-    losses = _losses(run_dir)
+    losses = losses_by_step(run_dir)
     assert sorted(losses) == list(range(1, 9)) and all(losses[s] == seen[s] for s in range(1, 5))
     assert all(loss == loss for loss in losses.values()) and (run_dir / "finished.json").is_file()

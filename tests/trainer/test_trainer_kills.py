@@ -2,7 +2,6 @@
 and the same command relaunched each time: the run ends with the loss stream of an uninterrupted run, bit for bit
 (issue: faults a 32-GPU week meets, item 1). Seeded, so a failure replays."""
 
-import json
 import os
 import random
 import signal
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RECIPES
+from helpers import RECIPES, losses_by_step
 from helpers.data import units_corpus
 
 pytestmark = pytest.mark.timeout(900)
@@ -32,18 +31,6 @@ def _command(corpus, run_dir, async_save: bool) -> list[str]:
             "data.codec.kind=units", "data.seq_units=32", "data.batch_size=2", f"training.steps={STEPS}",
             "training.warmup_steps=2", "training.log_interval=1", f"checkpoint.interval={INTERVAL}",
             "checkpoint.keep_last=2", f"checkpoint.async_save={str(async_save).lower()}", f"run_dir={run_dir}"]
-
-
-def _losses(run_dir: Path) -> dict[int, float]:
-    """step -> loss, the last record of a step winning (a relaunch appends the steps it re-runs)."""
-    if not (run_dir / "metrics.jsonl").is_file():
-        return {}
-    losses = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            losses[record["step"]] = record["loss"]
-    return losses
 
 
 def _saving(run_dir: Path) -> bool:
@@ -75,7 +62,7 @@ def test_kill_9_at_random_instants_then_the_same_command_gives_the_uninterrupted
     rng = random.Random(f"kill-9|{async_save}")
     kills = []
     while len(kills) < 6:
-        done = max(_losses(run_dir), default=0)
+        done = max(losses_by_step(run_dir), default=0)
         if done >= STEPS - 1:
             break
         target = rng.randint(done + 1, min(done + 5, STEPS - 1))
@@ -83,10 +70,10 @@ def test_kill_9_at_random_instants_then_the_same_command_gives_the_uninterrupted
         proc = subprocess.Popen(_command(corpus, run_dir, async_save), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         if during_save:
-            kind = _kill_at(proc, run_dir, lambda: max(_losses(run_dir), default=0) >= target and _saving(run_dir))
+            kind = _kill_at(proc, run_dir, lambda: max(losses_by_step(run_dir), default=0) >= target and _saving(run_dir))
         else:
             delay = rng.uniform(0.0, 0.3)  # somewhere inside the step after the target's line
-            kind = _kill_at(proc, run_dir, lambda: max(_losses(run_dir), default=0) >= target
+            kind = _kill_at(proc, run_dir, lambda: max(losses_by_step(run_dir), default=0) >= target
                             and (time.sleep(delay) or True))
         assert kind is not None, "the run ended before the kill: the instants are too late"
         kills.append((target, kind))
@@ -94,4 +81,4 @@ def test_kill_9_at_random_instants_then_the_same_command_gives_the_uninterrupted
     assert final.returncode == 0, final.stdout[-3000:]
     print(f"{'async' if async_save else 'sync'} kills (after step, when): {kills}")
     assert len(kills) >= 5 and any(kind == "mid-save" for _, kind in kills), kills
-    assert _losses(run_dir) == _losses(reference)
+    assert losses_by_step(run_dir) == losses_by_step(reference)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import RECIPES, REPO
+from helpers import RECIPES, REPO, losses_by_step
 from helpers.data import WORDS, units_corpus
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.loader_spec import LoaderSpec
@@ -62,21 +62,12 @@ def _run(nproc, args):
     return out
 
 
-def _losses(run_dir):
-    """step -> loss, the last record of each step winning (a resumed run appends)."""
-    losses = {}
-    for line in Path(run_dir, "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        losses[record["step"]] = record["loss"]
-    return losses
-
-
 @pytest.fixture(scope="module")
 def straight(corpus, tmp_path_factory):
     """The uninterrupted 2-rank reference run."""
     run_dir = tmp_path_factory.mktemp("straight")
     _run(2, _args(corpus, run_dir))
-    return run_dir, _losses(run_dir)
+    return run_dir, losses_by_step(run_dir)
 
 
 def test_straight_run_writes_metrics_checkpoints_and_tensorboard(straight):
@@ -95,9 +86,9 @@ def test_straight_run_writes_metrics_checkpoints_and_tensorboard(straight):
 
 def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
     _run(2, _args(corpus, tmp_path, "training.stop_at=4"))
-    assert sorted(_losses(tmp_path)) == [1, 2, 3, 4]
+    assert sorted(losses_by_step(tmp_path)) == [1, 2, 3, 4]
     _run(2, _args(corpus, tmp_path))
-    assert _losses(tmp_path) == straight[1]
+    assert losses_by_step(tmp_path) == straight[1]
     last = [json.loads(Path(run, "metrics.jsonl").read_text().splitlines()[-1]) for run in (tmp_path, straight[0])]
     assert last[0]["flops_seen"] == last[1]["flops_seen"] > 0 and last[0]["tokens_seen"] == last[1]["tokens_seen"]
 
@@ -124,14 +115,14 @@ def test_a_flop_budget_run_stops_nearest_its_budget_and_resumes_exactly(corpus, 
     _run(2, _args(corpus, parted, *budget_args, "training.stop_at=3"))
     assert not (parted / "finished.json").exists(), "stop_at is not the run's end"
     _run(2, _args(corpus, parted, *budget_args))
-    assert _losses(parted) == _losses(whole)
+    assert losses_by_step(parted) == losses_by_step(whole)
     assert [r["lr"] for r in _records(parted).values()] == lrs
 
 
 def test_one_rank_with_two_workers_equals_two_ranks(corpus, straight, tmp_path):
     # The same 2 readers (rank x worker) feed one global batch either way.
     _run(1, _args(corpus, tmp_path, "data.num_workers=2", "training.grad_accum_steps=2"))
-    one, two = _losses(tmp_path), straight[1]
+    one, two = losses_by_step(tmp_path), straight[1]
     assert sorted(one) == sorted(two)
     assert all(abs(one[s] - two[s]) <= 1e-5 for s in two), (one, two)
 
@@ -155,7 +146,7 @@ def long_reference(corpus, tmp_path_factory):
     """An uninterrupted 40-step run, long enough to interrupt mid-way."""
     run_dir = tmp_path_factory.mktemp("long")
     _run(2, _args(corpus, run_dir, *LONG))
-    return _losses(run_dir)
+    return losses_by_step(run_dir)
 
 
 def test_kill_9_then_same_command_continues_exactly(corpus, long_reference, tmp_path):
@@ -167,9 +158,9 @@ def test_kill_9_then_same_command_continues_exactly(corpus, long_reference, tmp_
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert max(_losses(tmp_path)) < 40
+    assert max(losses_by_step(tmp_path)) < 40
     _run(2, args)
-    assert _losses(tmp_path) == long_reference
+    assert losses_by_step(tmp_path) == long_reference
 
 
 def test_sigterm_saves_and_the_relaunch_continues(corpus, long_reference, tmp_path):
@@ -180,11 +171,11 @@ def test_sigterm_saves_and_the_relaunch_continues(corpus, long_reference, tmp_pa
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
-    stopped = max(_losses(tmp_path))
+    stopped = max(losses_by_step(tmp_path))
     assert stopped < 40 and "preemption signal" in out
     assert (tmp_path / "checkpoints" / f"step-{stopped}" / ".metadata").is_file()
     _run(2, args)
-    assert _losses(tmp_path) == long_reference
+    assert losses_by_step(tmp_path) == long_reference
 
 
 def test_two_nodes_rendezvous_on_localhost(corpus, tmp_path):
@@ -196,7 +187,7 @@ def test_two_nodes_rendezvous_on_localhost(corpus, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
-    assert sorted(_losses(tmp_path)) == [1, 2]
+    assert sorted(losses_by_step(tmp_path)) == [1, 2]
     assert "on 2 rank(s)" in "".join(outs)
 
 
@@ -229,7 +220,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(corpus, straight, 
     out = _run(2, _args(corpus, tmp_path))
     assert "step-6" in out and "unreadable" in out
     assert "resumed at step 4" in out
-    assert _losses(tmp_path) == straight[1]
+    assert losses_by_step(tmp_path) == straight[1]
 
 
 def test_launch_scripts(corpus, tmp_path):
@@ -241,7 +232,7 @@ def test_launch_scripts(corpus, tmp_path):
                                                                  "training.warmup_steps=1")],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert sorted(_losses(tmp_path)) == [1, 2]
+    assert sorted(losses_by_step(tmp_path)) == [1, 2]
 
 
 def _single(args):
@@ -256,7 +247,7 @@ def test_activation_checkpointing_keeps_the_losses(corpus, tmp_path, variant):
     plain, checkpointed = tmp_path / "plain", tmp_path / "ac"
     _single(_args(corpus, plain, "training.steps=3"))
     _single(_args(corpus, checkpointed, "training.steps=3", variant))
-    a, b = _losses(plain), _losses(checkpointed)
+    a, b = losses_by_step(plain), losses_by_step(checkpointed)
     assert all(abs(a[s] - b[s]) <= 1e-6 for s in a)
 
 
@@ -264,7 +255,7 @@ def test_explicit_step_resume_and_model_only_initial_load(corpus, straight, tmp_
     source, _ = straight
     _run(2, _args(corpus, tmp_path / "again", "training.stop_at=2"))
     _run(2, _args(corpus, tmp_path / "again", "checkpoint.resume=2"))
-    assert _losses(tmp_path / "again") == straight[1]
+    assert losses_by_step(tmp_path / "again") == straight[1]
 
 
     tuned = tmp_path / "tuned"
@@ -280,7 +271,7 @@ def test_compiled_blocks_keep_the_losses(corpus, tmp_path):
     plain, compiled = tmp_path / "plain", tmp_path / "compiled"
     _single(_args(corpus, plain, "training.steps=2"))
     _single(_args(corpus, compiled, "training.steps=2", "training.compile=true"))
-    a, b = _losses(plain), _losses(compiled)
+    a, b = losses_by_step(plain), losses_by_step(compiled)
     assert all(abs(a[s] - b[s]) <= 1e-4 for s in a)
 
 
@@ -288,7 +279,7 @@ def test_async_checkpoints_resume_exactly(corpus, straight, tmp_path):
     _run(2, _args(corpus, tmp_path, "training.stop_at=5", "checkpoint.async_save=true"))
     assert sorted(int(p.parent.name[5:]) for p in tmp_path.glob("checkpoints/step-*/.metadata")) == [2, 4, 5]
     _run(2, _args(corpus, tmp_path, "checkpoint.async_save=true"))
-    assert _losses(tmp_path) == straight[1]
+    assert losses_by_step(tmp_path) == straight[1]
 
 
 def test_evaluation_during_training(corpus, tmp_path):
