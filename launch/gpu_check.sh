@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make gpu-check`: the GPU checks in one script, for a CUDA machine where torch is preinstalled and nothing can be
 # downloaded. Installs the other pins from gpu_wheels/ (made by `make gpu-wheels` where the registry is reachable)
-# into .gpu_site/, then runs four stages, each under its own time limit so one hang cannot eat the rest (~8 min):
+# into .gpu_site/, then runs four stages, each under its own time limit so one hang cannot eat the rest (~10 min):
 # the GPU tests, bench/kernels.py, 1B training throughput (LST and baseline; published mix and speech only), and
 # Mimi's on-the-fly encoding against the LST's speech-seconds per second. Logs and a summary go to $OUT.
 set -u
@@ -14,6 +14,7 @@ if compgen -G "gpu_wheels/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --target "$SITE" gpu_wheels/*.whl || exit 1
 fi
 ln -sfn "$PWD/kernels" "$SITE/lst_kernels"  # the package's kernels/ folder, importable as lst_kernels
+export PYTHONUNBUFFERED=1  # a stage cut by its time limit keeps every line it printed
 export PYTHONPATH="$SITE:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import torch; print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0))" | tee "$OUT/summary.txt"
 
@@ -29,9 +30,10 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, keep its log,
     tail -n 12 "$OUT/$name.log" >>"$OUT/summary.txt"
 }
 
-stage gpu-tests 80 "$PY" -m pytest -q -p no:cacheprovider --timeout 70 tests/test_gpu.py tests/kernels/test_kernels.py -k "gpu"
+stage gpu-tests 110 "$PY" -m pytest -v -p no:cacheprovider --timeout 100 --durations=8 tests/kernels/test_kernels.py \
+    tests/test_gpu.py -k "gpu"
 # The kernel matrix's core (the full one: `python bench/kernels.py`, a few minutes).
-stage kernels 80 "$PY" bench/kernels.py --tokens 16384 --slots 2 --partitions static --repeats 2
-stage throughput 290 "$PY" bench/train_throughput.py --steps 20 --run-timeout 70 --out "$OUT/throughput.json"
-stage mimi 40 "$PY" bench/mimi_encode.py --throughput "$OUT/throughput.json"
+stage kernels 60 "$PY" bench/kernels.py --tokens 16384 --slots 2 --partitions static --repeats 2
+stage throughput 370 "$PY" bench/train_throughput.py --steps 20 --run-timeout 90 --out "$OUT/throughput.json"
+stage mimi 30 "$PY" bench/mimi_encode.py --throughput "$OUT/throughput.json"
 echo "summary: $OUT/summary.txt"

@@ -361,3 +361,19 @@ def test_gpu_ops_never_synchronize_the_host(launches, deterministic):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert all(t.grad is not None for t in tensors)
+
+
+@needs_cuda
+def test_gpu_ops_replay_in_cuda_graphs(launches):
+    """The three ops, forward and backward, captured once in CUDA graphs (torch.cuda.make_graphed_callables) and
+    replayed on new values: the same outputs and gradients as eager calls."""
+    tensors, (lengths, first, last) = _op_inputs()
+    graphed = torch.cuda.make_graphed_callables(
+        lambda *leaves: _three_ops(*leaves, lengths, first, last).reshape(1), tuple(tensors))
+    fresh = [torch.randn_like(t).requires_grad_() for t in tensors]
+    replayed = graphed(*fresh)
+    replayed_grads = torch.autograd.grad(replayed.sum(), fresh)
+    eager = _three_ops(*fresh, lengths, first, last)
+    torch.testing.assert_close(replayed[0], eager)
+    for a, b in zip(replayed_grads, torch.autograd.grad(eager, fresh)):
+        torch.testing.assert_close(a, b)
