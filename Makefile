@@ -61,6 +61,6 @@ gpu-wheels:
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 		-d $(GPU_WHEELS) $$(grep -E "^($$(echo $(GPU_PACKAGES) | tr ' ' '|'))==" requirements.txt)
 
-# On the CUDA machine (torch preinstalled, no network; gpu_wheels/ copied along): GPU tests and benchmarks, ~8 min.
+# On the CUDA machine (torch preinstalled, no network; gpu_wheels/ copied along): GPU tests and benchmarks, ~9 min.
 gpu-check:
 	bash launch/gpu_check.sh
