@@ -41,6 +41,11 @@ def _point(row: dict) -> tuple[str, float, object]:
     return row.get("size") or "", float(row.get("budget") or 0), row.get("seed")
 
 
+def _reference_run(rows: list[dict], reference: str, row: dict) -> dict | None:
+    """The reference family's run at `row`'s size, budget and seed."""
+    return next((x for x in rows if x["family"] == reference and _point(x) == _point(row)), None)
+
+
 def loss_curves_plot(rows: list[dict], path: str) -> None:
     """Training loss vs FLOPs seen (exact, all ranks) per family: overall, text and speech tokens."""
     fig, axes = plt.subplots(1, len(LOSSES), figsize=(13, 3.8))
@@ -94,7 +99,7 @@ def comparison(rows: list[dict], reference: str) -> list[str]:
     """One line per run: what it got for the reference family's compute (its run of the same seed)."""
     lines = []
     for r in rows:
-        ref = next((x for x in rows if x["family"] == reference and _point(x) == _point(r)), None)
+        ref = _reference_run(rows, reference, r)
         if ref is None or r is ref:
             continue
         ratio = {key: r[key] / ref[key] for key in ("flops", "tokens", "speech_hours", "global_units")}
@@ -183,7 +188,7 @@ def verdict(rows: list[dict], heldout: dict, references: dict[str, str], split: 
             for r in rows:
                 if r["family"] != family or _point(r)[:2] != (size, budget):
                     continue
-                ref = next((x for x in rows if x["family"] == reference and _point(x) == _point(r)), None)
+                ref = _reference_run(rows, reference, r)
                 if ref is None or run_label(r) not in heldout or run_label(ref) not in heldout:
                     continue
                 mine, theirs = heldout[run_label(r)][split]["sources"], heldout[run_label(ref)][split]["sources"]
