@@ -144,7 +144,7 @@ def test_range_cross_attention(launches, n_slots, window, deterministic, dtype):
     assert launches["range_cross_attention_fwd"] == 1 and launches["range_cross_attention_bwd"] == 1
 
 
-def test_deterministic_flag_selects_the_backward_without_atomics(launches):
+def test_deterministic_flag_selects_the_backward_without_atomics(launches, monkeypatch):
     """deterministic=None follows torch.use_deterministic_algorithms; repeated backwards are bitwise equal."""
     lengths = ragged_lengths(3)
     n_tokens, n_segments = int(lengths.sum()), len(lengths)
@@ -154,16 +154,15 @@ def test_deterministic_flag_selects_the_backward_without_atomics(launches):
     calls = []
     kernels = ops._triton()
     launcher = kernels.range_cross_attention_bwd
-    kernels.range_cross_attention_bwd = lambda *a: (calls.append(a[-1]), launcher(*a))[1]
+    monkeypatch.setattr(kernels, "range_cross_attention_bwd", lambda *a: (calls.append(a[-1]), launcher(*a))[1])
+    grads = []
     try:
-        grads = []
         for flag in (True, True, False):
             torch.use_deterministic_algorithms(flag)
             out = lst_kernels.range_cross_attention(q, key, key, first, last, 4)
             grads.append(torch.autograd.grad(out.square().sum(), (q, key)))
     finally:
         torch.use_deterministic_algorithms(False)
-        kernels.range_cross_attention_bwd = launcher
     assert calls == [True, True, False]
     assert all(torch.equal(a, b) for a, b in zip(grads[0], grads[1]))
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads[0], grads[2]))
@@ -206,10 +205,11 @@ def test_debug_model_same_loss_and_grads_through_kernels(launches, extra):
         torch.testing.assert_close(grad, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def _three_ops(x, q, key, value, tq, skey, svalue, lengths, first, last):
+def _three_ops(x, q, key, value, tq, skey, svalue, lengths, first, last, deterministic=None):
     return (lst_kernels.segment_pool(x, lengths, "max").sum()
             + lst_kernels.segment_cross_attention(q, key, value, lengths).square().sum()
-            + lst_kernels.range_cross_attention(tq, skey, svalue, first, last, 2).square().sum())
+            + lst_kernels.range_cross_attention(tq, skey, svalue, first, last, 2,
+                                                deterministic=deterministic).square().sum())
 
 
 def _op_inputs(n_slots: int = 2, heads: int = 2, head_dim: int = 8, dtype: torch.dtype = torch.float32):
@@ -352,12 +352,7 @@ def test_gpu_ops_never_synchronize_the_host(launches, deterministic):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        x, q, key, value, tq, skey, svalue = tensors
-        total = (lst_kernels.segment_pool(x, lengths, "max").sum()
-                 + lst_kernels.segment_cross_attention(q, key, value, lengths).square().sum()
-                 + lst_kernels.range_cross_attention(tq, skey, svalue, first, last, 2,
-                                                     deterministic=deterministic).square().sum())
-        total.backward()
+        _three_ops(*tensors, lengths, first, last, deterministic).backward()
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert all(t.grad is not None for t in tensors)
