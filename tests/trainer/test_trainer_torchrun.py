@@ -25,6 +25,7 @@ from lst_train.evaluation.prompts import PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import evaluate
 from lst_train.export import export_run, load_exported
 from lst_train.loss import loss_sums, targets_of
+from lst_train.runs import read_metrics
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -94,7 +95,8 @@ def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
 
 
 def _records(run_dir):
-    return {r["step"]: r for r in map(json.loads, Path(run_dir, "metrics.jsonl").read_text().splitlines())}
+    """step -> metrics record, the last of a step winning."""
+    return {r["step"]: r for r in read_metrics(str(run_dir))}
 
 
 def test_a_flop_budget_run_stops_nearest_its_budget_and_resumes_exactly(corpus, straight, tmp_path):
@@ -296,7 +298,7 @@ def test_evaluation_during_training(corpus, tmp_path):
                   "training.log_interval=100",
                   f"evaluation.sets=[{{name: toy, path: {items}, settings: [t2t]}}]",
                   f"evaluation.validation=[{{kind: speech, path: '{corpus['speech']}'}}]"))
-    records = {json.loads(l)["step"]: json.loads(l) for l in Path(run_dir, "metrics.jsonl").read_text().splitlines()}
+    records = _records(run_dir)
     assert sorted(records) == [2, 4]
     for step in (2, 4):  # an offline pass with the same step's weights gives the same numbers
         model, cfg = load_exported(export_run(str(run_dir), str(tmp_path / f"export-{step}"), step=step))
