@@ -93,10 +93,10 @@ def cases(args, lengths_of: dict[str, Callable[[int, int], torch.Tensor]], devic
     for n_tokens in args.tokens:
         for partition, make in lengths_of.items():
             rows = [make(n_tokens, seed) for seed in range(args.rows)]
+            lengths = batch_layout(rows, 1)[0].to(device)
+            n_all, n_segments = int(lengths.sum()), len(lengths)
+            x, tokens = randn(n_all, args.dim), randn(n_all, heads, dh)
             for slots in args.slots:
-                lengths, _, _ = (t.to(device) for t in batch_layout(rows, 1))
-                n_all, n_segments = int(lengths.sum()), len(lengths)
-                x, tokens = randn(n_all, args.dim), randn(n_all, heads, dh)
                 q = randn(n_segments, slots, heads, dh)
                 label = (partition, n_tokens, slots)
                 pool = {"triton": (lambda x: lst_kernels.segment_pool(x, lengths, "max", "triton"), [x]),
