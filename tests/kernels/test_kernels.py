@@ -271,6 +271,20 @@ def test_backend_selection(monkeypatch):
         debug_config("lst", "model.kernels=fast")
 
 
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+def test_mis_shaped_inputs_are_refused_before_any_kernel_runs(launches, backend):
+    """A Triton kernel reads whatever memory a mis-shaped tensor has; the ops check shapes first (metadata only)."""
+    lengths, first = torch.tensor([2, 3]), torch.tensor([0, 0, 0, 1, 1])
+    q_slots, tokens = torch.randn(2, 2, 1, 4), torch.randn(5, 1, 4)
+    with pytest.raises(ValueError, match="^segment_cross_attention: expected"):
+        lst_kernels.segment_cross_attention(q_slots, tokens, q_slots, lengths, backend=backend)
+    with pytest.raises(ValueError, match="^range_cross_attention: expected .* got shapes \\(5, 1, 4\\), \\(2, 2, 1, 4\\), "
+                                         "\\(5, 1, 4\\)"):
+        lst_kernels.range_cross_attention(tokens, q_slots, tokens, first, first, 1, backend=backend)
+    with pytest.raises(ValueError, match="^segment_pool: expected"):
+        lst_kernels.segment_pool(tokens, lengths, "max", backend=backend)
+
+
 @needs_cuda
 def test_gpu_compile_with_triton_kernels(launches):
     _compiled_matches_eager("inductor")
@@ -313,8 +327,11 @@ def test_gpu_larger_shapes(launches, dtype):
                                      lambda *a: reference.segment_cross_attention(*a, lengths), [q, key, value], dtype)
     first, last = ranges(n_tokens, n_segments, 2, seed=0)
     tq = torch.randn(n_tokens, heads, head_dim, device=DEVICE, dtype=dtype)
+    slot_key, slot_value = (torch.randn(n_segments, n_slots, heads, head_dim, device=DEVICE, dtype=dtype)
+                            for _ in range(2))
     assert_as_close_as_the_reference(lambda *a: lst_kernels.range_cross_attention(*a, first, last, 2),
-                                     lambda *a: reference.range_cross_attention(*a, first, last, 2), [tq, q, key], dtype)
+                                     lambda *a: reference.range_cross_attention(*a, first, last, 2),
+                                     [tq, slot_key, slot_value], dtype)
 
 
 @needs_cuda
