@@ -1,11 +1,11 @@
 """Exact FLOP and parameter counts for the LST and the baseline, from the config alone (no model needed).
 
 FLOPs are forward FLOPs of the matmuls (2 per multiply-add); training costs 3× forward (backward = 2×). The
-local stacks are counted per token, the global stack per patch (or per token for the baseline), over every
-position the tensors hold, padding included, because that is what runs. Self-attention is counted over the
-(query, key) pairs its causal, windowed, document-confined mask allows (`attention`: what a block-sparse kernel
-does) and over every pair of the row (`attention_dense`: what a masked dense kernel does); cross-attention over
-the (token, slot) pairs that pooling and unpooling really use.
+local stacks are counted per token, the global stack per patch (or per token for the baseline), over the real
+positions of each row (`batch_flops`: the collator's right padding is not the model's work). Self-attention is
+counted over the (query, key) pairs its causal, windowed, document-confined mask allows (`attention`: what a
+block-sparse kernel does) and over every pair of the row (`attention_dense`: what a masked dense kernel does);
+cross-attention over the (token, slot) pairs that pooling and unpooling really use.
 """
 
 from dataclasses import dataclass, field
@@ -153,18 +153,27 @@ def _run_lengths(ids: Tensor) -> list[int]:
 
 
 def batch_flops(cfg: ModelConfig, tokens: Tensor, patch_lengths: Tensor | None = None,
-                closed_early: Tensor | None = None) -> StepFlops:
-    """Exact forward FLOPs of a batch, from its documents and patch partition (`closed_early` as the model's)."""
+                closed_early: Tensor | None = None, row_tokens: Sequence[int] | None = None,
+                row_patches: Sequence[int] | None = None) -> StepFlops:
+    """Exact forward FLOPs of a batch, from its documents and patch partition (`closed_early` as the model's).
+
+    row_tokens / row_patches: each row's real tokens and patches, before the collator's right padding (default: the
+    whole width). Only real positions are counted: padding is an implementation cost of batching rows of unequal
+    length (the LST's; baseline rows are all `seq_units` long), so charging it would give the LST fewer steps at an
+    equal budget for work that is not the model's.
+    """
     eos = Vocab.from_config(cfg.vocab).eos
     batch, seq_len = tokens.shape
+    row_tokens = [seq_len] * batch if row_tokens is None else [int(n) for n in row_tokens]
     if cfg.arch == "baseline":
         layout = TokenLayout.build(tokens, eos)
-        return sum((row_flops(cfg, seq_len, token_docs=_run_lengths(layout.doc_ids[b])) for b in range(batch)),
-                   StepFlops())
+        return sum((row_flops(cfg, n, token_docs=_run_lengths(layout.doc_ids[b, :n]))
+                    for b, n in enumerate(row_tokens)), StepFlops())
+    row_patches = [patch_lengths.shape[1]] * batch if row_patches is None else [int(p) for p in row_patches]
     layout = PatchLayout.build(tokens, patch_lengths, eos, cfg.unpool_window, closed_early)
-    read = (layout.unpool_last - layout.unpool_first + 1).clamp(min=0).view(batch, seq_len).sum(dim=1)
+    read = (layout.unpool_last - layout.unpool_first + 1).clamp(min=0).view(batch, seq_len)
     total = StepFlops()
-    for b in range(batch):
-        total = total + row_flops(cfg, seq_len, patch_lengths.shape[1], _run_lengths(layout.tokens.doc_ids[b]),
-                                  _run_lengths(layout.patch_doc_ids[b]), int(read[b]))
+    for b, (n, p) in enumerate(zip(row_tokens, row_patches)):
+        total = total + row_flops(cfg, n, p, _run_lengths(layout.tokens.doc_ids[b, :n]),
+                                  _run_lengths(layout.patch_doc_ids[b, :p]), int(read[b, :n].sum()))
     return total

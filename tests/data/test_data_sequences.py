@@ -7,7 +7,7 @@ import pytest
 
 from lst_train.config import PatchingConfig
 from lst_train.config.data import InterleaveConfig
-from lst_train.data.collation import collate_rows
+from lst_train.data.collation import BatchCollator, collate_rows
 from lst_train.data.documents import interleaved_document, speech_document
 from lst_train.data.packing import RowPacker
 from lst_train.data.patchers import KIND_SILENCE, KIND_WORD, Patcher, aligned_patch_frames
@@ -18,6 +18,7 @@ from lst_train.loss import IGNORE_INDEX
 from lst_train.patching import check_patch_lengths
 from lst_train.vocab import Vocab
 
+from helpers import debug_config
 from helpers.data import write_tokenizer
 
 VOCAB = Vocab(text_size=300, speech_codebook_size=64, n_codebooks=1)
@@ -180,3 +181,24 @@ def test_the_token_cap_bounds_rows_without_losing_a_token(tokenizer):
     assert packed_tokens == [t for piece in pieces for t in piece.tokens][: len(packed_tokens)]
     batch = collate_rows(rows, VOCAB, pad_to_multiple=16)
     assert batch.row_stats["capped_rows"].tolist() == [int(row.capped) for row in rows]
+
+
+@pytest.mark.parametrize("arch", ["lst", "baseline"])
+def test_batch_flops_are_the_rows_own_whatever_the_padding(arch, tokenizer):
+    """The compute budget counts each row's real positions: a row costs the same padded to the batch's width as
+    alone, so the LST (rows of unequal length) pays nothing for the collator's padding."""
+    rng = random.Random(6)
+    patcher = Patcher(PatchingConfig(strategy="static", size=3), 10) if arch == "lst" else None
+    pieces = [render(interleaved_document(_utterance(rng, 30), tokenizer, VOCAB, InterleaveConfig(2, 6, 0.5),
+                                          random.Random(i)), VOCAB, patcher, aligned=False) for i in range(20)]
+    stream = iter(pieces)
+    packer = RowPacker(units=40, vocab=VOCAB)
+    rows = [packer.next_row(lambda: next(stream)) for _ in range(4)]
+    model = debug_config(arch, f"model.vocab.text_size={VOCAB.text_size}",
+                         f"model.vocab.speech_codebook_size={VOCAB.speech_codebook_size}").model
+    padded = BatchCollator(model, VOCAB, pad_to_multiple=64, n_sources=0).collate(rows)
+    alone = [BatchCollator(model, VOCAB, pad_to_multiple=1, n_sources=0).collate([row]) for row in rows]
+    assert (padded.tokens == VOCAB.pad).any() and all((b.tokens != VOCAB.pad).all() for b in alone)
+    assert padded.flops == sum(b.flops for b in alone)
+    if arch == "lst":
+        assert len({len(row.tokens) for row in rows}) > 1, "rows of unequal length, as the LST's are"

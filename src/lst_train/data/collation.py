@@ -69,7 +69,8 @@ class BatchCollator:
     def collate(self, rows: list[Piece]) -> Batch:
         batch = collate_rows(rows, self.vocab, self.pad_to_multiple, self.n_sources)
         # Exact training FLOPs of the batch, counted here (in the loader worker) rather than in the training step.
-        batch.flops = batch_flops(self.model, batch.tokens, batch.patch_lengths, batch.closed_early).training
+        batch.flops = batch_flops(self.model, batch.tokens, batch.patch_lengths, batch.closed_early,
+                                  batch.row_stats["tokens"], batch.row_stats["patches"]).training
         self.batches += 1
         return batch
 

@@ -26,8 +26,8 @@ class DataProfile:
     """Seconds of speech per global unit."""
     source: str
     """Where the numbers come from, for the plan table."""
-    batches: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
-    """Measured (tokens, patch_lengths, closed_early) batches; empty when given."""
+    batches: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
+    """Measured (tokens, patch_lengths, closed_early, row tokens, row patches) batches; empty when given."""
 
     def row_flops(self, model: ModelConfig, units: int) -> float:
         """Training FLOPs (fwd+bwd) of one packed row of `units` global units."""
@@ -45,7 +45,8 @@ def measure(spec: LoaderSpec, n_batches: int) -> DataProfile:
     batches = []
     for batch in itertools.islice(build_dataloader(spec), n_batches):
         stats.update(batch)
-        batches.append((batch.tokens, batch.patch_lengths, batch.closed_early))
+        batches.append((batch.tokens, batch.patch_lengths, batch.closed_early, batch.row_stats["tokens"],
+                        batch.row_stats["patches"]))
     s = stats.summary()
     return DataProfile(s["tokens"] / s["patches"], s["speech_seconds"] / s["patches"],
                        f"measured over {n_batches} loader batches", batches)
