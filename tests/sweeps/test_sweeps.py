@@ -214,6 +214,18 @@ def test_plot_writes_png_fits_and_summary(corpus, tmp_path):
     assert "| lst | 35 | 0.1 | 2 | 5 | 3 |" in Path(files.summary).read_text()
 
 
+def test_plot_says_which_loss_no_cell_logged(corpus, tmp_path):
+    """A fit_loss column no cell filled (val_loss_* without evaluation.validation): plots and a summary that say
+    so, not a matplotlib traceback."""
+    sweep = load_sweep(_write_sweep(tmp_path / "s.yaml", corpus, fit_loss="val_loss_speech"))
+    Path(sweep.out_dir).mkdir()
+    rows = [{"cell": f"lst-{c:.0e}", "family": "lst", "size": "big", "status": "done", "budget": c, "flops": c,
+             "loss": 3.0, "val_loss_speech": None} for c in (1e12, 1e13, 1e14)]
+    files = plot(sweep, rows)
+    assert matplotlib.image.imread(files.loss).ndim == 3 and files.fits["lst"] is None
+    assert "No finished cell logged `val_loss_speech`" in Path(files.summary).read_text()
+
+
 def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     demo = load_sweep(RECIPES / "sweep_demo.yaml")

@@ -55,8 +55,12 @@ def _loss_plot(rows: list[dict], key: str, fits: dict, path: str) -> None:
         if fit is not None:
             grid = np.geomspace(min(flops), max(flops), 100)
             ax.plot(grid, fit(grid), color=color, label=f"{family}: {fit.a:.3g}·C^-{fit.b:.3f} + {fit.c:.3f}")
-    ax.set(xscale="log", xlabel="training FLOPs", ylabel=key, title=f"{key} vs compute")
-    ax.legend(fontsize=7)
+    if any(r.get(key) is not None for r in rows):
+        ax.set(xscale="log")
+        ax.legend(fontsize=7)
+    else:  # an empty log axis makes matplotlib raise: say what is missing instead
+        ax.text(0.5, 0.5, f"no finished cell logged {key}", ha="center", transform=ax.transAxes)
+    ax.set(xlabel="training FLOPs", ylabel=key, title=f"{key} vs compute")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -84,8 +88,11 @@ def _cell(value) -> str:
 
 def _summary(sweep: SweepConfig, rows: list[dict], fits: dict, columns: list[str]) -> str:
     lines = [f"# Sweep {sweep.name}", "", f"Control mode: **{sweep.control}**. Fit: `{sweep.fit_loss}` = "
-             f"a·C^(−b) + c over the {sweep.fit_points} points of each family (C = training FLOPs).", "",
-             "| family | a | b | c | points | mean speech s/s |", "|---|---|---|---|---|---|"]
+             f"a·C^(−b) + c over the {sweep.fit_points} points of each family (C = training FLOPs).", ""]
+    if not any(r.get(sweep.fit_loss) is not None for r in rows):
+        lines += [f"No finished cell logged `{sweep.fit_loss}` (the `val_loss*` columns need evaluation.validation "
+                  "in the families' recipes): set `fit_loss` to a column the cells log, e.g. `loss_speech`.", ""]
+    lines += ["| family | a | b | c | points | mean speech s/s |", "|---|---|---|---|---|---|"]
     for family in _families(rows):
         fit = fits[family]
         throughput = [r["speech_seconds_per_s"] for r in rows if r["family"] == family
