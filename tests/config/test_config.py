@@ -50,6 +50,14 @@ def test_overrides_apply_with_types():
     ("", ["model.unpool_window=0"], "model.unpool_window"),
     ("", ["patching.size=0"], "patching.size"),
     ("", ["nosuch.key=1"], "nosuch"),
+    ("", ["training.beta2=1.5"], "training.beta2"),
+    ("", ["training.weight_decay=-1"], "training.weight_decay"),
+    ("", ["training.local_lr_multiplier=-3"], "training.local_lr_multiplier"),
+    ("", ["training.grad_clip=-1"], "training.grad_clip"),
+    ("", ["training.max_bad_steps=-1"], "training.max_bad_steps"),
+    ("", ["training.collective_timeout_s=0"], "training.collective_timeout_s"),
+    ("", ["model.norm_eps=-1"], "model.norm_eps"),
+    ("", ["evaluation.batch_size=0"], "evaluation.batch_size"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, yaml_text, overrides, key):
     message = _config_error(tmp_path, yaml_text, overrides)

@@ -46,5 +46,6 @@ def validate_evaluation(cfg: EvaluationConfig) -> None:
     """Start-up checks of the evaluation section (raise the one-line ConfigError)."""
     check(cfg.interval >= 0, "evaluation.interval", f"must be >= 0 (0 = off), got {cfg.interval}")
     check(cfg.validation_batches >= 1, "evaluation.validation_batches", f"must be >= 1, got {cfg.validation_batches}")
+    check(cfg.batch_size >= 1, "evaluation.batch_size", f"must be >= 1, got {cfg.batch_size}")
     for i, eval_set in enumerate(cfg.sets):
         check(bool(eval_set.name and eval_set.path), f"evaluation.sets[{i}]", "needs a name and a path")

@@ -110,6 +110,8 @@ def validate_model(m: ModelConfig) -> None:
     check(m.ffn_multiple_of >= 1, "model.ffn_multiple_of", f"must be >= 1, got {m.ffn_multiple_of}")
     check(m.output_chunk >= 1, "model.output_chunk", f"must be >= 1, got {m.output_chunk}")
     check(m.rope_theta > 0, "model.rope_theta", f"must be > 0, got {m.rope_theta}")
+    check(m.norm_eps > 0, "model.norm_eps", f"must be > 0, got {m.norm_eps}")
+    check(m.init_std > 0, "model.init_std", f"must be > 0, got {m.init_std}")
     if m.arch != "lst":
         return
     validate_stack(m.encoder, "model.encoder")

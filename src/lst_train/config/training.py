@@ -123,6 +123,14 @@ def validate_training(training: TrainingConfig, checkpoint: CheckpointConfig) ->
           f"got {t.warmup_steps}")
     check(0 < t.decay_ratio <= 1, "training.decay_ratio", f"must be in (0, 1], got {t.decay_ratio}")
     check(0 <= t.min_lr_ratio <= 1, "training.min_lr_ratio", f"must be in [0, 1], got {t.min_lr_ratio}")
+    check(t.local_lr_multiplier > 0, "training.local_lr_multiplier", f"must be > 0, got {t.local_lr_multiplier}")
+    for name in ("beta1", "beta2"):
+        check(0 <= getattr(t, name) < 1, f"training.{name}", f"must be in [0, 1), got {getattr(t, name)}")
+    check(t.weight_decay >= 0, "training.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    check(t.grad_clip >= 0, "training.grad_clip", f"must be >= 0 (0 = no clipping), got {t.grad_clip}")
+    check(t.max_bad_steps >= 0, "training.max_bad_steps", f"must be >= 0 (0 = never stop), got {t.max_bad_steps}")
+    check(t.collective_timeout_s > 0, "training.collective_timeout_s", f"must be > 0, got {t.collective_timeout_s}")
+    check(t.peak_tflops >= 0, "training.peak_tflops", f"must be >= 0 (0 = the device's, if known), got {t.peak_tflops}")
     t.compile = str(t.compile).lower()  # YAML/CLI booleans arrive as 'True' / 'False'
     check(t.compile in COMPILE_SWITCHES, "training.compile",
           f"must be one of {COMPILE_SWITCHES}, got {t.compile!r}")
