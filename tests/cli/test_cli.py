@@ -25,3 +25,14 @@ def test_console_script_reports_a_bad_key_in_one_line():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "model.encoder.widht" in lines[0]
+
+
+def test_eval_under_torchrun_scores_on_each_process_own_gpu():
+    """`torchrun ... lst-train eval`: every rank on cuda:LOCAL_RANK, not all of them on GPU 0 (no GPU needed: only the
+    device chosen is checked)."""
+    from lst_train.cli.evaluation import eval_device
+
+    assert str(eval_device("cuda", "3")) == "cuda:3"
+    assert str(eval_device("cuda:1", "3")) == "cuda:1"  # an explicit index wins
+    assert str(eval_device("cuda", None)) == "cuda"
+    assert str(eval_device("cpu", "3")) == "cpu"

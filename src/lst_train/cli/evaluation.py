@@ -33,6 +33,14 @@ def heldout_sources(globs: list[str], speech_sequence: str) -> list[SourceConfig
     return sources
 
 
+def eval_device(name: str, local_rank: str | None) -> torch.device:
+    """The device to score on: under torchrun, plain 'cuda' means this process's own GPU (LOCAL_RANK), not GPU 0."""
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        return torch.device("cuda", int(local_rank))
+    return device
+
+
 def _print_heldout(result: dict, sources: list[SourceConfig]) -> None:
     def fmt(value):
         return "-" if value is None else f"{value:.4f}"
@@ -54,7 +62,7 @@ def _run(args: argparse.Namespace) -> None:
         raise SystemExit(f"lst-train eval: unknown settings {unknown}; choose from {sorted(SETTINGS)}")
     sources = heldout_sources(args.validation or [], args.speech_sequence)
     model, cfg = load_for_eval(args.model)
-    model.to(torch.device(args.device))
+    model.to(eval_device(args.device, os.environ.get("LOCAL_RANK")))
     tokenizer = SpeechTextTokenizer.from_config(cfg.data, model.vocab)
     patcher = evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
