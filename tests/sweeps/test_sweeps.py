@@ -214,6 +214,17 @@ def test_plot_writes_png_fits_and_summary(corpus, tmp_path):
     assert "| lst | 35 | 0.1 | 2 | 5 | 3 |" in Path(files.summary).read_text()
 
 
+def test_an_error_from_a_family_or_size_names_them(corpus, tmp_path):
+    bad_family = load_sweep(_write_sweep(tmp_path / "f.yaml", corpus))
+    bad_family.families[1].overrides.append("patching.sise=4")
+    with pytest.raises(ConfigError, match=r"^family lst-static4: patching\.sise: Key 'sise'"):
+        plan_sweep(bad_family)
+    bad_size = load_sweep(_write_sweep(tmp_path / "s.yaml", corpus, sizes=[{"name": "odd", "n_layers": 1, "dim": 33,
+                                                                            "n_heads": 3}]))
+    with pytest.raises(ConfigError, match=r"^family baseline × size odd: model\.global_transformer\.n_heads"):
+        plan_sweep(bad_size)
+
+
 def test_plot_says_which_loss_no_cell_logged(corpus, tmp_path):
     """A fit_loss column no cell filled (val_loss_* without evaluation.validation): plots and a summary that say
     so, not a matplotlib traceback."""

@@ -58,8 +58,13 @@ class Plan:
     """Family -> where its tokens per unit come from."""
 
 
-def family_config(sweep: SweepConfig, family: FamilyConfig, extra: list[str] = ()) -> Config:
-    return load_config(family.recipe, [*sweep.overrides, *family.overrides, *extra])
+def family_config(sweep: SweepConfig, family: FamilyConfig, extra: list[str] = (), size: str = "") -> Config:
+    """A family's config with the sweep's, the family's and `extra` overrides; an error names the family (and size)
+    whose settings caused it, since the key alone may come from any of them."""
+    try:
+        return load_config(family.recipe, [*sweep.overrides, *family.overrides, *extra])
+    except ConfigError as err:
+        raise ConfigError(f"family {family.name}{f' × size {size}' if size else ''}: {err}") from None
 
 
 def _size_overrides(sweep: SweepConfig, family: FamilyConfig, size: SizeConfig) -> list[str]:
@@ -108,7 +113,7 @@ def _steps(budget: float, per_step: float, what: str) -> int:
 def plan_sweep(sweep: SweepConfig) -> Plan:
     """Every cell with its steps: no file is written and nothing runs (reads a few loader batches to measure)."""
     # Every cell's config is checked before the (slower) measurements.
-    configs_by_size = {size.name: {f.name: family_config(sweep, f, _size_overrides(sweep, f, size))
+    configs_by_size = {size.name: {f.name: family_config(sweep, f, _size_overrides(sweep, f, size), size.name)
                                    for f in sweep.families} for size in sizes_of(sweep)}
     profiles = {f.name: _profile(sweep, i, f) for i, f in enumerate(sweep.families)}
     ref = reference_family(sweep)
@@ -154,7 +159,7 @@ def cell_config(plan: Plan, cell: Cell) -> Config:
         derived.append(f"training.flop_budget={cell.budget}")
     if sweep.evaluate_at_end:
         derived.append("evaluation.interval=0")
-    return family_config(sweep, family, _size_overrides(sweep, family, size) + derived)
+    return family_config(sweep, family, _size_overrides(sweep, family, size) + derived, size.name)
 
 
 def write_plan(plan: Plan) -> None:
