@@ -4,7 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from helpers import RECIPES
+from lst_train.cli import data_error_line
+from lst_train.data.skips import NoUsableData
 
 
 def _run(*args):
@@ -36,3 +41,25 @@ def test_eval_under_torchrun_scores_on_each_process_own_gpu():
     assert str(eval_device("cuda:1", "3")) == "cuda:1"  # an explicit index wins
     assert str(eval_device("cuda", None)) == "cuda"
     assert str(eval_device("cpu", "3")) == "cpu"
+
+
+def test_a_misspelt_option_is_not_taken_for_a_config_override(capsys):
+    from lst_train.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["info", str(RECIPES / "debug_cpu.yaml"), "--tokens_per_patch=3"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --tokens_per_patch=3" in capsys.readouterr().err
+
+
+class _NoUsableSource(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        raise NoUsableData("no usable record in a whole pass over 1 shard(s) (e.g. ['bad.jsonl']); skipped so far: "
+                           "{'missing_text': 3}")
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_data_error_is_one_line_even_from_a_loader_worker(num_workers):
+    with pytest.raises(NoUsableData) as raised:
+        next(iter(torch.utils.data.DataLoader(_NoUsableSource(), num_workers=num_workers)))
+    assert data_error_line(raised.value) == ("no usable record in a whole pass over 1 shard(s) (e.g. ['bad.jsonl']); "
+                                             "skipped so far: {'missing_text': 3}")

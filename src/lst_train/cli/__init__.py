@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def data_error_line(err: NoUsableData) -> str:
+    """The error's own line: raised in a loader worker, torch wraps it in the worker's traceback, whose last line
+    is `module.NoUsableData: MESSAGE`."""
+    line = str(err).strip().splitlines()[-1]
+    return line.removeprefix(f"{type(err).__module__}.{type(err).__name__}: ")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["eval", "convert"]:  # its own parser: `eval`'s first positional is a model path
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may follow options too (argparse stops filling a positional list at the first option).
     args, extra = parser.parse_known_args(argv)
-    if extra and (not hasattr(args, "overrides") or any("=" not in item for item in extra)):
+    # An option is never an override: `--tokens_per_patch=3` is a misspelt option, not a config key.
+    if extra and (not hasattr(args, "overrides") or any("=" not in item or item.startswith("-") for item in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
@@ -110,6 +118,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lst-train: config error: {err}", file=sys.stderr)
         return 2
     except NoUsableData as err:
-        print(f"lst-train: data error: {err}", file=sys.stderr)
+        print(f"lst-train: data error: {data_error_line(err)}", file=sys.stderr)
         return 1
     return 0
