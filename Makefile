@@ -8,7 +8,8 @@ SYSTEM_PACKAGES := espeak-ng bible-kjv
 # And the suite: a one-node SLURM (slurm-wlm + munge) that tests/launch/test_slurm.py starts (skipped without them).
 TEST_PACKAGES := $(SYSTEM_PACKAGES) slurm-wlm munge
 
-# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 27 min on 2 cores).
+# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 17 min on 2 cores,
+# 2026-11-28).
 DEMO_SCALE ?= 1
 # `make demo` seeds, e.g. DEMO_SEEDS="0 1 2" (default: the sweep file's, recipes/sweep_make_demo.yaml).
 DEMO_SEEDS ?=
@@ -61,6 +62,7 @@ gpu-wheels:
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 		-d $(GPU_WHEELS) $$(grep -E "^($$(echo $(GPU_PACKAGES) | tr ' ' '|'))==" requirements.txt)
 
-# On the CUDA machine (torch preinstalled, no network; gpu_wheels/ copied along): GPU tests and benchmarks, ~9 min.
+# On the CUDA machine (torch preinstalled, no network; gpu_wheels/ copied along): GPU tests and benchmarks, at most
+# ~9 min (the stage limits).
 gpu-check:
 	bash launch/gpu_check.sh

@@ -3,8 +3,8 @@
 # downloaded. Installs the other pins from gpu_wheels/ (made by `make gpu-wheels` where the registry is reachable)
 # into .gpu_site/, then runs four stages, each under its own time limit so one hang cannot eat the rest (~9 min):
 # the GPU tests, bench/kernels.py, 1B training throughput (LST and baseline; published mix and speech only: 85 s
-# each, as a 1B LST's first steps compiled for ~80 s in NOTES.md), and Mimi's on-the-fly encoding against the
-# LST's speech-seconds per second. Logs and a summary go to $OUT.
+# each, as a 1B LST's first steps compiled for ~80 s on an H200, torch 2.11, 2026-11-28), and Mimi's on-the-fly
+# encoding against the LST's speech-seconds per second. Logs and a summary go to $OUT.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -31,7 +31,7 @@ class KernelBackend(StrEnum):
 @dataclass
 class VocabConfig:
     text_size: int = 4096
-    """Number of text BPE ids; must equal the tiktoken ranks file's size."""
+    """Number of text BPE ids; at least the tiktoken ranks file's size."""
     speech_codebook_size: int = 2048
     """Codes per speech codebook (Mimi: 2048; HuBERT units: e.g. 500)."""
     n_codebooks: int = 1

@@ -145,7 +145,7 @@ class SweepConfig:
     warmup_fraction: float = 0.05
     """Warmup steps of each cell as a fraction of its steps."""
     evaluate_at_end: bool = True
-    """Set evaluation.interval to the cell's steps, so configured eval sets and validation run once, at the end."""
+    """evaluation.interval=0 and evaluation.at_end=true: configured eval sets and validation run once, at the end."""
     demo_minutes: float = 20.0
     """Minutes of training speech in the corpus `lst-train demo` builds for this sweep (times its --scale);
     ignored by `sweep plan/launch`, which read the recipes' data."""

@@ -1,5 +1,5 @@
 """`lst-train sweep launch`: run the planned cells locally (one process or torchrun each) or submit one sbatch per
-cell. A cell whose last step has a complete checkpoint is finished and skipped; any other cell is (re)started with
+cell. A cell whose run wrote RUN_DIR/finished.json is finished and skipped; any other cell is (re)started with
 resume=auto, so an interrupted cell continues from its latest checkpoint."""
 
 import os
