@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile
 import torch
@@ -14,8 +15,10 @@ from helpers import ASSETS, debug_config, full_forward, random_document, random_
 from helpers.data import write_tokenizer
 from lst_train.generation.generator import SamplingConfig, generate
 from lst_train.generation.incremental import incremental_decoder
+from lst_train.generation.outputs import spans, speech_frames
 from lst_train.generation.sampling import allowed_tokens, choose_next
 from lst_train.model import build_model
+from lst_train.vocab import Vocab
 
 
 def _reference_logits(model, cfg, tokens: list[int]) -> torch.Tensor:
@@ -133,3 +136,13 @@ def test_generate_command_text(tmp_path):
     summary = json.loads((out / "generation.json").read_text())
     assert summary["speech_frames"] == 0 and not (out / "speech.wav").exists()
     assert 1 <= summary["generated_tokens"] <= 6 and f"text: {summary['text']!r}" in result.stdout
+
+
+def test_written_speech_frames_keep_their_codebooks_across_a_mid_frame_switch_to_text():
+    """Two codebooks; the first speech span stops one id into a frame (a free-modality sample switched to text):
+    that unfinished frame is dropped, and the next span's frame keeps codebook 0 first."""
+    vocab = Vocab(text_size=50, speech_codebook_size=10, n_codebooks=2)
+    first, second = [[3, 4]], [[5, 6]]
+    tokens = ([vocab.speech_marker, *vocab.speech_ids(np.array(first)), vocab.speech_id(7), vocab.text_marker, 11, 12,
+               vocab.speech_marker, *vocab.speech_ids(np.array(second))])
+    assert speech_frames(spans(tokens, vocab), vocab).tolist() == first + second

@@ -44,14 +44,20 @@ def spans(tokens: list[int], vocab: Vocab) -> list[tuple[bool, list[int]]]:
     return runs
 
 
+def speech_frames(runs: list[tuple[bool, list[int]]], vocab: Vocab) -> np.ndarray:
+    """The speech spans' frames, in order: codes [frames, n_codebooks]. Each span drops its own unfinished frame (a
+    free-modality sample may switch to text mid-frame), so no later frame has its codebooks shifted."""
+    frames = [vocab.speech_codes(ids) for speech, ids in runs if speech]
+    return np.concatenate(frames) if frames else np.zeros((0, vocab.n_codebooks), dtype=np.int64)
+
+
 def write_outputs(result: Generation, tokenizer: SpeechTextTokenizer, out_dir: str) -> dict:
     """generation.json (+ speech.wav when speech was generated and the codec is Mimi); returns the summary."""
     os.makedirs(out_dir, exist_ok=True)
     vocab = tokenizer.vocab
     runs = spans(result.tokens, vocab)
     text = "".join(tokenizer.text.decode(ids) for speech, ids in runs if not speech)
-    speech_ids = [token for speech, ids in runs if speech for token in ids]
-    codes = vocab.speech_codes(speech_ids)
+    codes = speech_frames(runs, vocab)
     summary = {"text": text, "speech_frames": len(codes), "generated_tokens": len(result.tokens),
                "global_steps": result.global_steps, "baseline_global_steps": len(result.tokens),
                "prompt_tokens": result.prompt, "tokens": result.tokens, "speech_codes": codes.tolist()}
