@@ -114,6 +114,8 @@ class Checkpointer:
             model_parts=[model], optimizers=optimizers, lr_schedulers=lr_schedulers,
             states={"train_state": train_state, "rng": self.rank_states[1]},
             sd_adapter=None, base_folder=run_dir)
+        self.in_flight: int | None = None
+        """The step of the async save still being written, if any."""
 
     def resume(self) -> int | None:
         """Load per checkpoint.resume; the step loaded, or None for a fresh start (after any initial model)."""
@@ -160,18 +162,44 @@ class Checkpointer:
         raises CheckpointSaveFailed if the run must stop."""
         if not self.cfg.enabled:
             return False
-        try:
-            return self.manager.save(step, last_step=force)
-        except (Exception, CheckpointException) as err:  # DCP raises the ranks' gathered errors on every rank
-            self._discard_partial(step)
-            latest = next(iter(complete_steps(self.run_dir)), None)
-            message = (f"checkpoint step-{step} could not be written ({_first_line(err)}); the latest complete "
-                       f"checkpoint is {f'step-{latest}' if latest is not None else 'none'}")
-            if force or self.cfg.stop_on_save_error:
-                raise CheckpointSaveFailed(f"{message}; stopping") from err
-            LOG.error("%s; training goes on and tries again at step %d (checkpoint.stop_on_save_error=false)",
-                      message, step + self.cfg.interval)
+        due = force or step % self.cfg.interval == 0
+        # A write that failed in the background is retried by this save if one is due, else at the next interval.
+        self._collect_async(wait=due, retry=step if due else step - step % self.cfg.interval + self.cfg.interval)
+        if not due:
             return False
+        try:
+            saved = self.manager.save(step, last_step=force)
+        except (Exception, CheckpointException) as err:  # DCP raises the ranks' gathered errors on every rank
+            self._failed(step, err, stop=force or self.cfg.stop_on_save_error, retry=step + self.cfg.interval)
+            return False
+        if self.manager.save_future is not None:
+            self.in_flight = step
+        return saved
+
+    def _collect_async(self, wait: bool, retry: int | None) -> None:
+        """Take the pending async save's outcome. torchtitan never clears `save_future` after a failure, so every
+        later save would re-raise it before writing: take it here, and report the step that actually failed. Waits
+        only when a save is due; between checkpoints only a finished write is taken, and only where its failure is
+        just logged: the stop policy acts at a due save, when every rank has waited (a stop on one rank alone would
+        leave its peers blocked in the next collective)."""
+        future = self.manager.save_future
+        if future is None or not (wait or (future.done() and not self.cfg.stop_on_save_error)):
+            return
+        self.manager.save_future, step, self.in_flight = None, self.in_flight, None
+        try:
+            future.result()
+        except (Exception, CheckpointException) as err:
+            self._failed(step, err, stop=self.cfg.stop_on_save_error, retry=retry)
+
+    def _failed(self, step: int, err: BaseException, stop: bool, retry: int | None) -> None:
+        self._discard_partial(step)
+        latest = next(iter(complete_steps(self.run_dir)), None)
+        message = (f"checkpoint step-{step} could not be written ({_first_line(err)}); the latest complete "
+                   f"checkpoint is {f'step-{latest}' if latest is not None else 'none'}")
+        if stop:
+            raise CheckpointSaveFailed(f"{message}; stopping") from err
+        LOG.error("%s; %s", message, "no later save retries it" if retry is None else
+                  f"training goes on and tries again at step {retry} (checkpoint.stop_on_save_error=false)")
 
     def _discard_partial(self, step: int) -> None:
         path = os.path.join(checkpoint_folder(self.run_dir), f"step-{step}")
@@ -179,6 +207,9 @@ class Checkpointer:
             shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
-        if self.cfg.enabled:
-            self.manager.maybe_wait_for_saving()
-        self.manager.close()
+        """Wait for a pending async save (its failure handled as at a save), then stop torchtitan's threads."""
+        try:
+            if self.cfg.enabled:
+                self._collect_async(wait=True, retry=None)
+        finally:
+            self.manager.close()

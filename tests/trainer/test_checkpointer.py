@@ -1,0 +1,75 @@
+"""Checkpointer on real DCP files in one process (a gloo world of 1): async saves that fail in the background,
+checkpoints that do not load, and roll-backs to an older step."""
+
+import logging
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from lst_train.config.training import CheckpointConfig, TrainingConfig
+from lst_train.runs import complete_steps
+from lst_train.trainer.checkpointing import Checkpointer, CheckpointSaveFailed, TrainState
+from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def world():
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+class Position:
+    """A loader's resumable position: what the checkpoint keeps per rank."""
+
+    def __init__(self):
+        self.read = 0
+
+    def state_dict(self) -> dict:
+        return {"read": self.read}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.read = state["read"]
+
+
+def _checkpointer(run_dir, **cfg) -> tuple[Checkpointer, TrainState, torch.nn.Module]:
+    model = torch.nn.Linear(4, 4)
+    training = TrainingConfig(steps=100, warmup_steps=1)
+    optimizers = build_optimizers(model, training, "baseline", "cpu")
+    state = TrainState("config")
+    checkpointer = Checkpointer(CheckpointConfig(**{"interval": 2, "keep_last": 0, **cfg}), str(run_dir), 0, 1, model,
+                                optimizers, build_lr_schedulers(optimizers, training), Position(), state)
+    return checkpointer, state, model
+
+
+def _save(checkpointer, state, step, force=False):
+    state.step = step
+    return checkpointer.save(step, force=force)
+
+
+def test_a_failed_async_write_is_reported_once_and_later_saves_are_complete(tmp_path, caplog):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step-2").write_text("a file where the step-2 folder must go")
+    checkpointer, state, _ = _checkpointer(tmp_path, async_save=True)
+    with caplog.at_level(logging.ERROR, logger="lst_train.checkpoint"):
+        for step in (2, 3, 4, 6):
+            _save(checkpointer, state, step)
+        _save(checkpointer, state, 8, force=True)
+        checkpointer.close()
+    assert complete_steps(str(tmp_path)) == [8, 6, 4]
+    errors = [r.getMessage() for r in caplog.records if r.name == "lst_train.checkpoint"]
+    assert len(errors) == 1 and "checkpoint step-2 could not be written (FileExistsError" in errors[0], errors
+
+
+def test_a_failed_async_write_stops_the_run_at_the_next_save_when_configured(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step-4").write_text("in the way")
+    checkpointer, state, _ = _checkpointer(tmp_path, async_save=True, stop_on_save_error=True)
+    _save(checkpointer, state, 2)
+    _save(checkpointer, state, 4)
+    with pytest.raises(CheckpointSaveFailed, match=r"checkpoint step-4 could not be written .* latest complete "
+                                                   r"checkpoint is step-2; stopping"):
+        _save(checkpointer, state, 6)
+    checkpointer.close()
+    assert complete_steps(str(tmp_path)) == [2]
