@@ -20,9 +20,10 @@ from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.loss import IGNORE_INDEX, loss_sums, targets_of
 from lst_train.model import build_model
 from lst_train.model.init import initialize_parameters
-from lst_train.runs import CONFIG, write_finished
+from lst_train.runs import CONFIG, DIVERGED, write_finished
 from lst_train.trainer.checkpointing import Checkpointer, TrainState
 from lst_train.trainer.distributed import World, init_world
+from lst_train.trainer.divergence import NonFiniteSteps, mark_diverged, refuse_if_diverged
 from lst_train.trainer.flop_budget import FlopBudget
 from lst_train.trainer.metrics import MetricsWriter, memory_gb, peak_flops
 from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
@@ -57,6 +58,7 @@ class Trainer:
         self.cfg = cfg
         self.world = init_world(cfg.training.device, cfg.training.collective_timeout_s)
         _setup_logging(self.world, cfg.run_dir)
+        refuse_if_diverged(cfg.run_dir)
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, CONFIG), "w") as f:
                 f.write(to_yaml(cfg))
@@ -183,7 +185,8 @@ class Trainer:
             f"stopping at step {step}: {limit} steps in a row (from step {step - limit + 1}) had a non-finite "
             f"gradient norm (training.max_bad_steps={limit}); the weights are those of step {step - limit}, saved "
             f"with the data position at step {step}; shards of the last step on rank {self.world.rank}: "
-            f"{', '.join(shards)}. Check those documents or lower training.lr, then run the same command to resume")
+            f"{', '.join(shards)}. Check those documents or lower training.lr; {DIVERGED} in the run directory keeps "
+            "restarts from continuing: delete it to resume")
 
     def run(self) -> None:
         cfg = self.cfg
@@ -244,6 +247,8 @@ class Trainer:
                 LOG.warning("preemption signal: saved step %d, exiting", step)
                 break
             if diverged is not None:
+                if self.world.is_main:
+                    mark_diverged(cfg.run_dir, step)
                 self.checkpointer.close()
                 self.metrics.close()
                 raise diverged
@@ -259,10 +264,6 @@ _PEER_FAILURES = ("Timed out waiting", "Connection closed by peer", "Connection 
 
 class CollectiveFailure(RuntimeError):
     """A collective did not complete: another rank stalled past training.collective_timeout_s, or died."""
-
-
-class NonFiniteSteps(RuntimeError):
-    """training.max_bad_steps consecutive steps had a non-finite gradient norm: the run saved and stopped."""
 
 
 class PendingCounts(dict):
