@@ -28,7 +28,7 @@ from lst_train.trainer.flop_budget import FlopBudget
 from lst_train.trainer.metrics import MetricsWriter, memory_gb, peak_flops
 from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
 from lst_train.trainer.parallelize import parallelize
-from lst_train.trainer.preemption import PreemptionFlag
+from lst_train.trainer.preemption import PreemptionFlag, remove_stale_pid_file
 
 LOG = logging.getLogger("lst_train.train")
 
@@ -59,6 +59,8 @@ class Trainer:
         self.world = init_world(cfg.training.device, cfg.training.collective_timeout_s)
         _setup_logging(self.world, cfg.run_dir)
         refuse_if_diverged(cfg.run_dir)
+        self.pid_dir = os.path.join(cfg.run_dir, ".pids")
+        remove_stale_pid_file(self.pid_dir, self.world.rank)
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, CONFIG), "w") as f:
                 f.write(to_yaml(cfg))
@@ -197,7 +199,7 @@ class Trainer:
                                      purge_step=self.state.step + 1 if resumed is not None else None)
         LOG.info("%s at step %d of %d on %d rank(s), %s", "resumed" if resumed is not None else "starting",
                  self.state.step, cfg.training.steps, self.world.world_size, self.world.device)
-        preemption = PreemptionFlag(os.path.join(cfg.run_dir, ".pids"), self.world.rank)
+        preemption = PreemptionFlag(self.pid_dir, self.world.rank)
         try:
             self._loop(preemption)
         except RuntimeError as err:
