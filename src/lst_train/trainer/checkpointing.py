@@ -3,7 +3,8 @@
 Beside the model, optimizer and LR schedule it saves: every rank's loader state and RNG states (under rank-specific
 keys, which DCP would otherwise deduplicate), the step, the tokens seen and the resolved config. A checkpoint is
 complete once DCP has written its `.metadata` (the last file of a save), so a crash mid-save leaves the previous
-one as the latest; a complete but unreadable one (e.g. a truncated file) is reported and the one before is used.
+one as the latest; a complete but unreadable one (e.g. a truncated file) is reported and the one before is used,
+but never a fresh start while checkpoints exist.
 """
 
 import io
