@@ -1,7 +1,10 @@
 """The run directory's layout, read by everything that looks at a run (export, evaluation, sweeps, the demo):
 RUN_DIR/config.yaml (the resolved config), metrics.jsonl (one record per logged step), tb/ (TensorBoard),
-checkpoints/step-N/ (DCP; complete once its .metadata is written), finished.json (written when the run reached its
-end: its last step and FLOPs; a run stopped early by stop_at or preemption has none)."""
+checkpoints/step-N/ (DCP; complete once its .metadata is written), checkpoints/abandoned-TIME-to-N/step-M/ (the
+checkpoints newer than N when the run rolled back to step N: never listed as the run's), rolled_back.json (the step
+of the last roll-back), diverged.json (the step where training.max_bad_steps stopped the run: it is not continued
+while this file exists), finished.json (written when the run reached its end: its last step and FLOPs; a run stopped
+early by stop_at or preemption has none)."""
 
 import json
 import os
@@ -11,6 +14,8 @@ CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 FINISHED = "finished.json"
+ROLLBACK = "rolled_back.json"
+DIVERGED = "diverged.json"
 
 
 def checkpoint_folder(run_dir: str) -> str:

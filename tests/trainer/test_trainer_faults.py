@@ -30,13 +30,16 @@ def corpus(tmp_path_factory):
     return units_corpus(tmp_path_factory.mktemp("corpus"), n_speech_shards=4, samples_per_shard=10)
 
 
-def _train(corpus, run_dir, *extra, ranks: int = 2) -> subprocess.CompletedProcess:
-    args = [str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
+def _train_args(corpus, run_dir, *extra) -> list[str]:
+    return [str(RECIPES / "debug_cpu.yaml"), f"data.sources[0].path={corpus['speech']}",
             f"data.sources[1].path={corpus['text']}", f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units",
             "data.seq_units=32", "data.batch_size=2", "training.log_interval=1", "training.warmup_steps=2",
             "checkpoint.interval=4", f"run_dir={run_dir}", *extra]
+
+
+def _train(corpus, run_dir, *extra, ranks: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", "-m",
-           "lst_train", "train", *args]
+           "lst_train", "train", *_train_args(corpus, run_dir, *extra)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=os.environ | {"PYTHONUNBUFFERED": "1"})
 
 
@@ -66,6 +69,12 @@ def test_k_non_finite_steps_in_a_row_save_and_stop_naming_step_and_shards(corpus
     assert complete_steps(str(run_dir))[0] == step  # saved where it stopped: a resume continues past the bad data
     records = _metrics(run_dir)
     assert [r["grad_norm"] != r["grad_norm"] for r in records[-3:]] == [True] * 3
+    # The launch scripts' torchrun --max-restarts reruns the same command: it must stay stopped, at once.
+    again = subprocess.run([sys.executable, "-m", "lst_train", "train", *_train_args(corpus, run_dir, *DIVERGING,
+                                                                                     "training.steps=30")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 3 and f"stopped at step {step}" in again.stdout + again.stderr
+    assert "diverged.json" in again.stdout + again.stderr and complete_steps(str(run_dir))[0] == step
 
 
 def _worker_pid(torchrun_pid: int, rank: int) -> int | None:

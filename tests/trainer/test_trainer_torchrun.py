@@ -16,6 +16,7 @@ import torch
 
 from helpers import RECIPES, REPO, losses_by_step
 from helpers.data import WORDS, units_corpus
+from lst_train.config import load_config
 from lst_train.data.dataset import build_dataloader
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.skips import SkipCounter
@@ -26,6 +27,7 @@ from lst_train.evaluation.scoring import evaluate
 from lst_train.export import export_run, load_exported
 from lst_train.loss import loss_sums, targets_of
 from lst_train.runs import read_metrics
+from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -83,6 +85,14 @@ def test_straight_run_writes_metrics_checkpoints_and_tensorboard(straight):
     assert (Path(run_dir) / "checkpoints" / "step-8" / ".metadata").is_file()
     assert (Path(run_dir) / "config.yaml").is_file()
     assert "step 8 | loss" in (Path(run_dir) / "train.log").read_text()
+    training = load_config(Path(run_dir) / "config.yaml").training
+    optimizers = build_optimizers(torch.nn.Linear(2, 2), training, "baseline", "cpu")
+    schedule, used = build_lr_schedulers(optimizers, training), []
+    for _ in range(8):
+        used.append(optimizers.optimizers[0].param_groups[-1]["lr"])
+        optimizers.step()
+        schedule.step()
+    assert [r["lr"] for r in _records(run_dir).values()] == used  # each step's record: the LR that step used
 
 
 def test_resume_gives_bit_identical_losses(corpus, straight, tmp_path):
@@ -165,19 +175,23 @@ def test_kill_9_then_same_command_continues_exactly(corpus, long_reference, tmp_
     assert losses_by_step(tmp_path) == long_reference
 
 
-def test_sigterm_saves_and_the_relaunch_continues(corpus, long_reference, tmp_path):
-    args = _args(corpus, tmp_path, *LONG, "checkpoint.interval=100")
+def test_sigterm_saves_at_the_next_step_and_the_relaunch_continues(corpus, long_reference, tmp_path):
+    # No sync point before the end but the step's own all_reduce, which carries the stop request.
+    args = _args(corpus, tmp_path, *LONG, "checkpoint.interval=100", "training.log_interval=100")
     proc = _torchrun(2, args)
-    _wait_for_step(tmp_path, 2, proc)
+    deadline = time.time() + 240
+    while len(list(Path(tmp_path, ".pids").glob("*.pid"))) < 2 and time.time() < deadline:  # both ranks in the loop
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
     for pid_file in Path(tmp_path, ".pids").glob("*.pid"):
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
     stopped = max(losses_by_step(tmp_path))
-    assert stopped < 40 and "preemption signal" in out
+    assert stopped < 40 and f"preemption signal: saved step {stopped}" in out
     assert (tmp_path / "checkpoints" / f"step-{stopped}" / ".metadata").is_file()
     _run(2, args)
-    assert losses_by_step(tmp_path) == long_reference
+    assert losses_by_step(tmp_path) == {step: long_reference[step] for step in (stopped, 40)}
 
 
 def test_two_nodes_rendezvous_on_localhost(corpus, tmp_path):
@@ -196,7 +210,6 @@ def test_two_nodes_rendezvous_on_localhost(corpus, tmp_path):
 def test_export_reproduces_the_checkpoint_logits(straight, tmp_path):
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-    from lst_train.config import load_config
     from lst_train.model import build_model
 
     run_dir, _ = straight

@@ -37,12 +37,12 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from lst_train.trainer.checkpointing import CheckpointSaveFailed
+    from lst_train.trainer.checkpointing import CheckpointLoadFailed, CheckpointSaveFailed
     from lst_train.trainer.train import CollectiveFailure, NonFiniteSteps, train
 
     try:
         train(load_config(args.config, args.overrides))
-    except (NonFiniteSteps, CollectiveFailure, CheckpointSaveFailed) as err:
+    except (NonFiniteSteps, CollectiveFailure, CheckpointSaveFailed, CheckpointLoadFailed) as err:
         logging.getLogger("lst_train.train").error("%s", err)
         logging.shutdown()
         os._exit(3)

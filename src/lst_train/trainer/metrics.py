@@ -36,7 +36,7 @@ def memory_gb(device: torch.device) -> float:
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: str, enabled: bool):
+    def __init__(self, run_dir: str, enabled: bool, purge_step: int | None = None):
         self.enabled = enabled
         self.jsonl = None
         self.tb = None
@@ -45,7 +45,7 @@ class MetricsWriter:
 
             os.makedirs(run_dir, exist_ok=True)
             self.jsonl = open(os.path.join(run_dir, METRICS), "a", buffering=1)
-            self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
+            self.tb = SummaryWriter(os.path.join(run_dir, "tb"), purge_step=purge_step)
 
     def write(self, record: dict) -> None:
         if not self.enabled:

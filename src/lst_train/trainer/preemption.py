@@ -1,9 +1,22 @@
 """SIGTERM / SIGUSR1 ask the run to stop: the current step finishes, every rank agrees, a checkpoint is saved, and
 the processes exit 0, so the same command (or a SLURM requeue) continues the run."""
 
+import contextlib
 import os
 import signal
 import socket
+
+
+def pid_file(pid_dir: str, rank: int) -> str:
+    """Where a rank's pid is listed for launch/slurm.sbatch, which forwards SLURM's warning signal to them."""
+    return os.path.join(pid_dir, f"{socket.gethostname()}-rank{rank}.pid")
+
+
+def remove_stale_pid_file(pid_dir: str, rank: int) -> None:
+    """At start-up: after a torchrun group restart the killed workers' files stay (SIGKILL, no clean-up) and would name
+    dead or reused pids until the new ranks are up."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(pid_file(pid_dir, rank))
 
 
 class PreemptionFlag:
@@ -13,9 +26,8 @@ class PreemptionFlag:
         self.requested = False
         for signum in self.SIGNALS:
             signal.signal(signum, self._handle)
-        # launch/slurm.sbatch forwards SLURM's warning signal to the training processes listed here.
         os.makedirs(pid_dir, exist_ok=True)
-        self.pid_file = os.path.join(pid_dir, f"{socket.gethostname()}-rank{rank}.pid")
+        self.pid_file = pid_file(pid_dir, rank)
         with open(self.pid_file, "w") as f:
             f.write(str(os.getpid()))
 

@@ -20,14 +20,15 @@ from lst_train.evaluation.during_training import TrainingEvaluator
 from lst_train.loss import IGNORE_INDEX, loss_sums, targets_of
 from lst_train.model import build_model
 from lst_train.model.init import initialize_parameters
-from lst_train.runs import CONFIG, write_finished
+from lst_train.runs import CONFIG, DIVERGED, write_finished
 from lst_train.trainer.checkpointing import Checkpointer, TrainState
 from lst_train.trainer.distributed import World, init_world
+from lst_train.trainer.divergence import NonFiniteSteps, mark_diverged, refuse_if_diverged
 from lst_train.trainer.flop_budget import FlopBudget
 from lst_train.trainer.metrics import MetricsWriter, memory_gb, peak_flops
 from lst_train.trainer.optim import build_lr_schedulers, build_optimizers
 from lst_train.trainer.parallelize import parallelize
-from lst_train.trainer.preemption import PreemptionFlag
+from lst_train.trainer.preemption import PreemptionFlag, remove_stale_pid_file
 
 LOG = logging.getLogger("lst_train.train")
 
@@ -57,6 +58,9 @@ class Trainer:
         self.cfg = cfg
         self.world = init_world(cfg.training.device, cfg.training.collective_timeout_s)
         _setup_logging(self.world, cfg.run_dir)
+        refuse_if_diverged(cfg.run_dir)
+        self.pid_dir = os.path.join(cfg.run_dir, ".pids")
+        remove_stale_pid_file(self.pid_dir, self.world.rank)
         if self.world.is_main:
             with open(os.path.join(cfg.run_dir, CONFIG), "w") as f:
                 f.write(to_yaml(cfg))
@@ -71,7 +75,6 @@ class Trainer:
         self.state = TrainState(to_yaml(cfg))
         self.checkpointer = Checkpointer(cfg.checkpoint, cfg.run_dir, self.world.rank, self.world.world_size,
                                          self.model, self.optimizers, self.lr_schedulers, self.loader, self.state)
-        self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main)
         self.peak = peak_flops(cfg.training.peak_tflops, self.world.device)
         self.loader_stats = LoaderStats()
         self.budget = FlopBudget(cfg.training.flop_budget, cfg.training.steps) if cfg.training.flop_budget else None
@@ -81,18 +84,20 @@ class Trainer:
         """Steps of this process not applied for a non-finite gradient norm, and how many of the latest in a row."""
         self.bad_in_a_row = 0
 
-    def train_step(self, micro_batches: list[Batch]) -> tuple[Tensor, Tensor, bool]:
+    def train_step(self, micro_batches: list[Batch], preempted: bool) -> tuple[Tensor, Tensor, bool, bool]:
         """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets, and the
         optimizer step. Returns this rank's loss sums (total, text, speech, n_text, n_speech) and the global gradient
-        norm as device tensors (read only when the step is logged), and whether the update was applied: the one host
-        read per step is the norm's finiteness (with training.max_bad_steps), the same on every rank because the
-        norm is global, so all ranks skip together."""
+        norm as device tensors (read only when the step is logged), whether the update was applied, and whether any
+        rank was asked to stop (`preempted`, summed in the step's all_reduce of the target count). The one host read
+        per step takes both flags: the norm's finiteness (with training.max_bad_steps), the same on every rank because
+        the norm is global, so all ranks skip together, and the stop request, the same on every rank too."""
         world = self.world
         local_targets = sum(int((b.labels != IGNORE_INDEX).sum()) for b in micro_batches)
-        global_targets = torch.tensor(float(local_targets), dtype=torch.float64, device=world.device)
-        dist.all_reduce(global_targets)
+        global_counts = torch.tensor([float(local_targets), float(preempted)], dtype=torch.float64,
+                                     device=world.device)
+        dist.all_reduce(global_counts)
         # FSDP averages gradients over ranks: scale by the world size to get the global token mean.
-        scale = (world.world_size / global_targets.clamp(min=1.0)).float()
+        scale = (world.world_size / global_counts[0].clamp(min=1.0)).float()
         totals = torch.zeros(5, dtype=torch.float64, device=world.device)
         for index, batch in enumerate(micro_batches):
             # Accumulate unsharded gradients locally; reduce-scatter once, in the last micro-batch's backward.
@@ -107,11 +112,11 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
-        applied = bool(torch.isfinite(grad_norm))
+        applied, stop = torch.stack([torch.isfinite(grad_norm), global_counts[1] > 0]).tolist()
         if applied:
             self.optimizers.step()
         self.optimizers.zero_grad()
-        return totals, grad_norm, applied
+        return totals, grad_norm, applied, stop
 
     def _advance_schedule(self, local_flops: float) -> None:
         """One step of the LR schedule; with a FLOP budget, as many as the step's FLOPs (summed over ranks) are
@@ -130,14 +135,13 @@ class Trainer:
             return self.budget.reached(self.state.flops_seen, self.state.step)
         return self.state.step >= self.cfg.training.steps
 
-    def _synchronize(self, totals: Tensor, pending: "PendingCounts", preempted: bool) -> tuple[list[float], dict, bool]:
+    def _synchronize(self, totals: Tensor, pending: "PendingCounts") -> tuple[list[float], dict]:
         """The one reduction of a sync point (a logged or checkpointed step): this step's loss sums, the counts since
-        the last sync point, each source's tokens, the skip counts by reason and the preemption flag, summed over
-        ranks in a single all_reduce. Updates tokens_seen / flops_seen; returns the step's loss sums, the summed counts
-        and whether any rank was asked to stop."""
+        the last sync point, each source's tokens and the skip counts by reason, summed over ranks in a single
+        all_reduce. Updates tokens_seen / flops_seen; returns the step's loss sums and the summed counts."""
         skipped = self.loader_stats.skipped
         shares = self.loader_stats.source_tokens or [0] * len(self.cfg.data.sources)
-        local = torch.tensor([*pending.values(), *shares, *(skipped.get(r, 0) for r in REASONS), float(preempted)],
+        local = torch.tensor([*pending.values(), *shares, *(skipped.get(r, 0) for r in REASONS)],
                              dtype=torch.float64)
         reduced = torch.cat([totals, local.to(self.world.device)])
         dist.all_reduce(reduced)
@@ -149,15 +153,16 @@ class Trainer:
             self.state.flops_seen += flops
         counts = {"tokens": tokens, "patches": patches, "speech_seconds": speech, "flops": flops,
                   "wait": wait / self.world.world_size, "shares": rest[5: 5 + len(shares)],
-                  "skipped": {r: int(n) for r, n in zip(REASONS, rest[5 + len(shares):-1]) if n}}
-        return loss_totals, counts, rest[-1] > 0
+                  "skipped": {r: int(n) for r, n in zip(REASONS, rest[5 + len(shares):]) if n}}
+        return loss_totals, counts
 
-    def _record(self, step: int, loss_totals: list[float], n: dict, grad_norm: Tensor, seconds: float) -> dict:
+    def _record(self, step: int, lr: float, loss_totals: list[float], n: dict, grad_norm: Tensor,
+                seconds: float) -> dict:
         total, text, speech, n_text, n_speech = loss_totals
         targets = n_text + n_speech
         return {"step": step, "loss": total / max(targets, 1.0), "loss_text": text / n_text if n_text else None,
                 "loss_speech": speech / n_speech if n_speech else None,  # a modality absent from the step: null
-                "lr": self.optimizers.optimizers[0].param_groups[-1]["lr"], "grad_norm": float(grad_norm),
+                "lr": lr, "grad_norm": float(grad_norm),
                 "tokens_per_s": n["tokens"] / seconds, "patches_per_s": n["patches"] / seconds,
                 "speech_seconds_per_s": n["speech_seconds"] / seconds,
                 "mfu": n["flops"] / (seconds * self.peak * self.world.world_size) if self.peak else 0.0,
@@ -183,14 +188,18 @@ class Trainer:
             f"stopping at step {step}: {limit} steps in a row (from step {step - limit + 1}) had a non-finite "
             f"gradient norm (training.max_bad_steps={limit}); the weights are those of step {step - limit}, saved "
             f"with the data position at step {step}; shards of the last step on rank {self.world.rank}: "
-            f"{', '.join(shards)}. Check those documents or lower training.lr, then run the same command to resume")
+            f"{', '.join(shards)}. Check those documents or lower training.lr; {DIVERGED} in the run directory keeps "
+            "restarts from continuing: delete it to resume")
 
     def run(self) -> None:
         cfg = self.cfg
         resumed = self.checkpointer.resume()
+        # A resumed run logs again the steps after its checkpoint: TensorBoard drops its older copies of them.
+        self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main,
+                                     purge_step=self.state.step + 1 if resumed is not None else None)
         LOG.info("%s at step %d of %d on %d rank(s), %s", "resumed" if resumed is not None else "starting",
                  self.state.step, cfg.training.steps, self.world.world_size, self.world.device)
-        preemption = PreemptionFlag(os.path.join(cfg.run_dir, ".pids"), self.world.rank)
+        preemption = PreemptionFlag(self.pid_dir, self.world.rank)
         try:
             self._loop(preemption)
         except RuntimeError as err:
@@ -218,7 +227,8 @@ class Trainer:
                 micro_batches.append(next(batches))
                 self.loader_stats.update(micro_batches[-1])
             pending.add(micro_batches, time.perf_counter() - start)
-            totals, grad_norm, applied = self.train_step(micro_batches)
+            totals, grad_norm, applied, stop = self.train_step(micro_batches, preemption.requested)
+            lr = self.optimizers.optimizers[0].param_groups[-1]["lr"]  # the LR this step used
             self._advance_schedule(sum(batch.flops for batch in micro_batches))
             self.state.step += 1
             step = self.state.step
@@ -226,24 +236,27 @@ class Trainer:
                 self.bad_in_a_row = 0
             diverged = None if applied else self._bad_step(step, grad_norm, micro_batches)
             finished = self._finished()
-            last = finished or step == stop_at or diverged is not None
-            evaluated = self.evaluator.due(step, finished)
+            last = finished or step == stop_at or diverged is not None or stop
+            # A stop (preemption) saves first: an evaluation could outlast the time left before the kill.
+            evaluated = not stop and self.evaluator.due(step, finished)
             logged = evaluated or step % cfg.training.log_interval == 0 or last
-            # Sync points: logged steps and checkpoint steps; preemption is checked there (every log_interval steps).
+            # Sync points: logged steps and checkpoint steps (a stop requested during step k is acted on after k+1).
             if not (logged or step % cfg.checkpoint.interval == 0):
                 continue
-            loss_totals, counts, stop = self._synchronize(totals, pending, preemption.requested)
+            loss_totals, counts = self._synchronize(totals, pending)
             if logged:
-                record = self._record(step, loss_totals, counts, grad_norm, time.perf_counter() - since)
+                record = self._record(step, lr, loss_totals, counts, grad_norm, time.perf_counter() - since)
                 if evaluated:
                     record.update(self.evaluator.run())
                 self.metrics.write(record)
             pending, since = PendingCounts(), time.perf_counter()
-            self.checkpointer.save(step, force=stop or last)
+            self.checkpointer.save(step, force=last)
             if stop:
                 LOG.warning("preemption signal: saved step %d, exiting", step)
                 break
             if diverged is not None:
+                if self.world.is_main:
+                    mark_diverged(cfg.run_dir, step)
                 self.checkpointer.close()
                 self.metrics.close()
                 raise diverged
@@ -259,10 +272,6 @@ _PEER_FAILURES = ("Timed out waiting", "Connection closed by peer", "Connection 
 
 class CollectiveFailure(RuntimeError):
     """A collective did not complete: another rank stalled past training.collective_timeout_s, or died."""
-
-
-class NonFiniteSteps(RuntimeError):
-    """training.max_bad_steps consecutive steps had a non-finite gradient norm: the run saved and stopped."""
 
 
 class PendingCounts(dict):
