@@ -8,6 +8,7 @@ shard and skips records without decoding them.
 
 import glob
 import io
+import os
 import random
 import tarfile
 from dataclasses import dataclass
@@ -50,6 +51,18 @@ def _unsafe(member: tarfile.TarInfo) -> str:
     return ""
 
 
+def _check_archive_end(path: str, end: int, skips: SkipCounter) -> None:
+    """tarfile ends quietly at a missing, cut or garbled header past the first: unless the members stop at an
+    end-of-archive (zero) block, the shard was cut or damaged there and what followed is lost (counted)."""
+    with open(path, "rb") as f:
+        f.seek(end)
+        block = f.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        why = "the file ends" if not block else "a header is cut or garbled"
+        skips.add("truncated_shard", path, f"no end-of-archive block after the last whole member: {why} at byte "
+                                           f"{end} of {os.path.getsize(path)}; the rest of the shard is lost")
+
+
 def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     """Group consecutive tar members by key; a truncated tar ends the shard (counted) instead of failing. A sample
     with an unsafe member (link, absolute or '..' path) carries the defect, so the reader skips it whole."""
@@ -74,6 +87,8 @@ def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
                 except (tarfile.TarError, OSError) as err:
                     skips.add("unreadable_member", f"{path}:{member.name}", str(err))
                     files[ext] = None
+            end = tar.offset
+        _check_archive_end(path, end, skips)
     except (tarfile.TarError, OSError, EOFError) as err:
         skips.add("truncated_shard", path, str(err))
     if key is not None:

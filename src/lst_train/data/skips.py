@@ -9,7 +9,7 @@ LOG = logging.getLogger("lst_train.data")
 # Every reason a sample, line or shard can be skipped; the loader stats report counts under these names.
 REASONS = (
     "missing_shard",        # a listed shard file vanished or cannot be opened
-    "truncated_shard",      # a tar or zstd stream ends mid-record: the rest of the shard is lost
+    "truncated_shard",      # a tar or zstd stream ends mid-record or a tar has no proper end: the rest of the shard is lost
     "unreadable_member",    # a tar member whose bytes cannot be read
     "unsafe_member",        # a tar sample with a member named by an absolute or '..' path, or a link
     "line_too_long",        # a text line over MAX_LINE_BYTES (e.g. a decompression bomb): dropped unread
