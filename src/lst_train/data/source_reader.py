@@ -94,7 +94,7 @@ class SourceReader:
             raise SkipSample(record.defect[0], record.key, record.defect[1])
         try:
             obj = json.loads(decode_utf8(record.files["line"], record.key))
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:  # also ints over 4300 digits, nesting past the stack
             raise SkipSample("invalid_json", record.key, str(err)) from None
         text = obj.get("text") if isinstance(obj, dict) else None
         if not isinstance(text, str) or not text.strip():
