@@ -48,6 +48,10 @@ def validate(cfg: Config) -> None:
     validate_evaluation(cfg.evaluation)
     check(bool(cfg.run_dir), "run_dir", "must be a directory path, e.g. runs/my_run")
     validate_data(cfg.data)
+    speech = any(source.kind == "speech" for source in cfg.data.sources)
+    check(not speech or cfg.data.codec.kind != "units" or cfg.model.vocab.n_codebooks == 1, "model.vocab.n_codebooks",
+          f"data.codec.kind=units reads one codebook (KEY.units.json); set model.vocab.n_codebooks=1, got "
+          f"{cfg.model.vocab.n_codebooks}")
 
 
 def _nodes(raw, prefix: str = ""):
