@@ -57,6 +57,7 @@ class MimiCodec:
         self.model = model.to(self.device).eval()
         self.sample_rate = int(model.config.sampling_rate)
         self.frame_rate = float(model.config.frame_rate)
+        self.frame_samples = round(self.sample_rate / self.frame_rate)  # 1920: the encoder's total stride
         self.codebook_size = int(model.config.codebook_size)
         if n_codebooks > model.config.num_quantizers:
             raise ValueError(f"Mimi has {model.config.num_quantizers} codebooks, {n_codebooks} requested")
@@ -94,10 +95,13 @@ class MimiCodec:
 
     @torch.inference_mode()
     def encode_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
-        """Several float32 [samples] clips at `sample_rate`, right-padded into one batch (Mimi is causal, so the
-        padding does not reach the real frames) -> int64 [frames_i, n_codebooks] each."""
+        """Several float32 [samples] clips at `sample_rate`, right-padded into one batch -> int64 [frames_i,
+        n_codebooks] each, the same codes whatever the batch. Mimi is causal, but a clip that ends mid-frame gets
+        zero padding inside each of its layers, which the batch's padding is not (activations of zeros): so every
+        clip is first zero-padded to whole frames, where no layer pads, alone or batched."""
         lengths = torch.tensor([len(a) for a in audios])
-        wave = torch.zeros(len(audios), 1, int(lengths.max()))
+        whole_frames = -(-int(lengths.max()) // self.frame_samples) * self.frame_samples
+        wave = torch.zeros(len(audios), 1, whole_frames)
         for i, audio in enumerate(audios):
             wave[i, 0, : len(audio)] = torch.from_numpy(audio)
         mask = (torch.arange(wave.shape[-1])[None] < lengths[:, None]).long()

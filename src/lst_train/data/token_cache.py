@@ -30,7 +30,8 @@ def codec_key(codec: CodecConfig, n_codebooks: int) -> str:
     if codec.kind == "kmeans" and os.path.isfile(weights):
         with open(weights, "rb") as f:
             weights = hashlib.sha1(f.read()).hexdigest()
-    identity = {"format": 2, "kind": codec.kind, "weights": weights,
+    # format 3: Mimi pads each clip to whole frames before encoding (its last frame's codes changed)
+    identity = {"format": 3, "kind": codec.kind, "weights": weights,
                 "seed": codec.seed, "n_codebooks": n_codebooks, "max_seconds": codec.max_seconds,
                 "silence_threshold": codec.silence_threshold}
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
