@@ -108,16 +108,21 @@ class DataConfig:
     """Span lengths of interleaved documents."""
 
 
-def validate_data(cfg: DataConfig) -> None:
-    """Start-up checks of the data section (raise the one-line ConfigError)."""
-    for i, source in enumerate(cfg.sources):
-        key = f"data.sources[{i}]"
-        check(bool(source.path), f"{key}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
-        check(source.weight > 0 and math.isfinite(source.weight), f"{key}.weight",
+def validate_sources(sources: list[SourceConfig], key: str) -> None:
+    """Start-up checks of a list of sources under `key` (data.sources, evaluation.validation)."""
+    for i, source in enumerate(sources):
+        item = f"{key}[{i}]"
+        check(bool(source.path), f"{item}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
+        check(source.weight > 0 and math.isfinite(source.weight), f"{item}.weight",
               f"must be a finite number > 0, got {source.weight}")
         allowed = ("text",) if source.kind == "text" else ("interleaved", "speech")
-        check(source.sequence_kind in allowed, f"{key}.sequence",
+        check(source.sequence_kind in allowed, f"{item}.sequence",
               f"must be one of {allowed} for a {source.kind} source, got {source.sequence!r}")
+
+
+def validate_data(cfg: DataConfig) -> None:
+    """Start-up checks of the data section (raise the one-line ConfigError)."""
+    validate_sources(cfg.sources, "data.sources")
     check(cfg.seq_units >= 8, "data.seq_units", f"must be >= 8, got {cfg.seq_units}")
     check(cfg.max_row_tokens == 0 or cfg.max_row_tokens >= cfg.seq_units, "data.max_row_tokens",
           f"must be 0 (no cap) or >= data.seq_units={cfg.seq_units} (a unit holds at least one token), "

@@ -30,12 +30,12 @@ def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
     start-up error naming the key."""
     data = spec.data
     if not data.sources:
-        raise ConfigError("data.sources: empty; list at least one {kind, path, weight}")
+        raise ConfigError(f"{spec.sources_key}: empty; list at least one {{kind, path, weight}}")
     shards = []
     for i, source in enumerate(data.sources):
         paths = list_shards(source.path)
         if not paths:
-            raise ConfigError(f"data.sources[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
+            raise ConfigError(f"{spec.sources_key}[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
         shards.append(paths)
     weights = data.codec.weights
     if weights and data.codec.kind == "mimi" and not os.path.isdir(weights):
