@@ -259,13 +259,11 @@ class ShardCursor:
         self.shard_pos += 1
         self.record_pos = 0
         if self.shard_pos >= len(self.shards):
-            if self.seen_this_epoch == 0:
-                raise NoUsableData(f"no record at all in a whole pass over {len(self.shards)} shard(s) (e.g. "
-                                   f"{self.shards[:1]}): empty or unreadable; skipped so far: {self.skips.as_dict()}")
-            if self.kept_this_epoch and self.used_this_epoch == 0:
+            if self.seen_this_epoch == 0 or (self.kept_this_epoch and self.used_this_epoch == 0):
+                empty = "" if self.seen_this_epoch else " (no record at all: empty or unreadable)"
                 raise NoUsableData(
                     f"no usable record in a whole pass over {len(self.shards)} shard(s) "
-                    f"(e.g. {self.shards[:1]}); skipped so far: {self.skips.as_dict()}")
+                    f"(e.g. {self.shards[:1]}){empty}; skipped so far: {self.skips.as_dict()}")
             self.epoch += 1
             self.shard_pos = 0
             self.used_this_epoch = self.seen_this_epoch = self.kept_this_epoch = 0
