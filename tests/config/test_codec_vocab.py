@@ -30,8 +30,8 @@ def _one_line(info) -> str:
 
 
 @pytest.mark.parametrize("overrides, line", [
-    (["model.vocab.speech_codebook_size=500"],
-     r"^model\.vocab\.speech_codebook_size: Mimi has 2048 codes .* set model\.vocab\.speech_codebook_size=2048, got 500$"),
+    (["model.vocab.speech_codebook_size=500"], r"^model\.vocab\.speech_codebook_size: Mimi has 2048 codes "
+                                               r".* set model\.vocab\.speech_codebook_size=2048, got 500$"),
     (["model.vocab.n_codebooks=33"], r"^model\.vocab\.n_codebooks: Mimi has 32 codebooks; set .* between 1 and 32"),
 ])
 def test_mimi_and_the_speech_vocabulary_must_agree(corpus, overrides, line):

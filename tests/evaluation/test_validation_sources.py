@@ -25,7 +25,7 @@ def test_a_validation_glob_matching_nothing_fails_when_the_evaluator_is_built(tm
                        [*overrides, f"evaluation.validation=[{{kind: text, path: '{corpus['text']}'}}]"])
     model = build_model(good.model)
     TrainingEvaluator(good.evaluation, LoaderSpec.from_recipe(good), model, 0, 1)
-    bad = load_config(RECIPES / "debug_cpu.yaml", [*overrides, f"evaluation.validation=[{{kind: text, path: "
-                                                               f"'{corpus['text']}'}}, {{kind: text, path: nope/*.jsonl}}]"])
+    validation = f"[{{kind: text, path: '{corpus['text']}'}}, {{kind: text, path: nope/*.jsonl}}]"
+    bad = load_config(RECIPES / "debug_cpu.yaml", [*overrides, f"evaluation.validation={validation}"])
     with pytest.raises(ConfigError, match=r"^evaluation\.validation\[1\]\.path: no file matches 'nope/\*\.jsonl'"):
         TrainingEvaluator(bad.evaluation, LoaderSpec.from_recipe(bad), model, 0, 1)

@@ -96,9 +96,9 @@ class MimiCodec:
     @torch.inference_mode()
     def encode_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """Several float32 [samples] clips at `sample_rate`, right-padded into one batch -> int64 [frames_i,
-        n_codebooks] each, the same codes whatever the batch. Mimi is causal, but a clip that ends mid-frame gets
-        zero padding inside each of its layers, which the batch's padding is not (activations of zeros): so every
-        clip is first zero-padded to whole frames, where no layer pads, alone or batched."""
+        n_codebooks] each, the same codes whatever the batch. Mimi is causal, but a clip ending mid-frame is padded
+        with zeros inside each layer when alone, and with the activations of zero samples next to a longer clip:
+        so every clip is first zero-padded to whole frames, where no layer pads, alone or batched."""
         lengths = torch.tensor([len(a) for a in audios])
         whole_frames = -(-int(lengths.max()) // self.frame_samples) * self.frame_samples
         wave = torch.zeros(len(audios), 1, whole_frames)
