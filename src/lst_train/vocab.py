@@ -66,6 +66,7 @@ class Vocab:
 
     def speech_ids(self, codes: np.ndarray) -> list[int]:
         """Codec frames int [frames, n_codebooks] -> token ids, frame-major."""
+        codes = np.asarray(codes, dtype=np.int64)  # int16 codes plus a large offset must not wrap
         return (codes + self.speech_start + self.speech_codebook_size * np.arange(codes.shape[1])).reshape(-1).tolist()
 
     def speech_codes(self, ids: list[int]) -> np.ndarray:

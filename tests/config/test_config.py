@@ -105,6 +105,12 @@ def test_list_items_can_be_overridden_by_index():
     (["data.sources[0].kind=video"], "data.sources[0].kind"),
     (["data.sources[0].weight=0"], "data.sources[0].weight"),
     (["data.codec.device=cuda", "data.num_workers=2"], "data.codec.device"),
+    (["data.codec.device=gpu"], "data.codec.device"),
+    (["data.codec.max_seconds=0"], "data.codec.max_seconds"),
+    (["data.codec.silence_threshold=-1"], "data.codec.silence_threshold"),
+    (["data.sources[0].weight=inf"], "data.sources[0].weight"),
+    (["data.seq_units=32", "data.max_row_tokens=64", "patching.strategy=aligned", "model.vocab.n_codebooks=8"],
+     "data.max_row_tokens"),
     (["training.steps=0"], "training.steps"),
     (["training.warmup_steps=500", "training.steps=100"], "training.warmup_steps"),
     (["training.stop_at=300", "training.steps=100"], "training.stop_at"),
@@ -122,6 +128,15 @@ def test_bad_data_and_training_keys_fail_with_one_line(overrides, key):
     with pytest.raises(ConfigError) as info:
         load_config(RECIPES / "debug_cpu.yaml", overrides)
     assert "\n" not in str(info.value) and key in str(info.value)
+
+
+def test_a_row_cap_that_holds_bos_and_the_longest_patch_is_accepted():
+    """The cap's lower bound follows the patches the strategy makes: static `size`, aligned up to `max_len`."""
+    common = ["data.seq_units=32", "model.vocab.n_codebooks=8", "data.codec.device=cuda:1"]
+    load_config(RECIPES / "debug_cpu.yaml", [*common, "data.max_row_tokens=64", "patching.strategy=static"])
+    load_config(RECIPES / "debug_cpu.yaml", [*common, "data.max_row_tokens=129", "patching.strategy=aligned"])
+    with pytest.raises(ConfigError, match=r"^data\.max_row_tokens: must be 0 \(no cap\) or >= 129: .*got 128$"):
+        load_config(RECIPES / "debug_cpu.yaml", [*common, "data.max_row_tokens=128", "patching.strategy=aligned"])
 
 
 def test_missing_recipe_file_is_one_line(tmp_path):

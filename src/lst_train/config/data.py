@@ -1,5 +1,7 @@
 """Typed config of the data pipeline (the `data` section of a recipe) and its start-up checks."""
 
+import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -88,7 +90,8 @@ class DataConfig:
     """Global positions per packed row: patches for the LST, tokens for the baseline (fixed compute per step)."""
     max_row_tokens: int = 0
     """Token cap of a packed row (0 = none): a row stops short of seq_units when the next patch would pass it
-    (counted as capped_rows), bounding the LST's token length, hence memory and the number of shapes."""
+    (counted as capped_rows), bounding the LST's token length, hence memory and the number of shapes. It must
+    hold <bos> and the longest patch; it applies before padding to pad_to_multiple."""
     batch_size: int = 4
     """Rows per micro-batch on each rank."""
     num_workers: int = 0
@@ -105,15 +108,21 @@ class DataConfig:
     """Span lengths of interleaved documents."""
 
 
+def validate_sources(sources: list[SourceConfig], key: str) -> None:
+    """Start-up checks of a list of sources under `key` (data.sources, evaluation.validation)."""
+    for i, source in enumerate(sources):
+        item = f"{key}[{i}]"
+        check(bool(source.path), f"{item}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
+        check(source.weight > 0 and math.isfinite(source.weight), f"{item}.weight",
+              f"must be a finite number > 0, got {source.weight}")
+        allowed = ("text",) if source.kind == "text" else ("interleaved", "speech")
+        check(source.sequence_kind in allowed, f"{item}.sequence",
+              f"must be one of {allowed} for a {source.kind} source, got {source.sequence!r}")
+
+
 def validate_data(cfg: DataConfig) -> None:
     """Start-up checks of the data section (raise the one-line ConfigError)."""
-    for i, source in enumerate(cfg.sources):
-        key = f"data.sources[{i}]"
-        check(bool(source.path), f"{key}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
-        check(source.weight > 0, f"{key}.weight", f"must be > 0, got {source.weight}")
-        allowed = ("text",) if source.kind == "text" else ("interleaved", "speech")
-        check(source.sequence_kind in allowed, f"{key}.sequence",
-              f"must be one of {allowed} for a {source.kind} source, got {source.sequence!r}")
+    validate_sources(cfg.sources, "data.sources")
     check(cfg.seq_units >= 8, "data.seq_units", f"must be >= 8, got {cfg.seq_units}")
     check(cfg.max_row_tokens == 0 or cfg.max_row_tokens >= cfg.seq_units, "data.max_row_tokens",
           f"must be 0 (no cap) or >= data.seq_units={cfg.seq_units} (a unit holds at least one token), "
@@ -124,6 +133,12 @@ def validate_data(cfg: DataConfig) -> None:
     check(cfg.codec.kind != "kmeans" or cfg.codec.weights != "", "data.codec.weights",
           "data.codec.kind=kmeans needs the units file: make one with `lst-train tokenizer train-units`")
     check(cfg.codec.batch_size >= 1, "data.codec.batch_size", f"must be >= 1, got {cfg.codec.batch_size}")
+    check(re.fullmatch(r"cpu|cuda(:\d+)?", cfg.codec.device) is not None, "data.codec.device",
+          f"must be 'cpu', 'cuda' or 'cuda:N', got {cfg.codec.device!r}")
+    check(cfg.codec.max_seconds > 0, "data.codec.max_seconds",
+          f"must be > 0 (longer audio is skipped), got {cfg.codec.max_seconds}")
+    check(0 <= cfg.codec.silence_threshold < math.inf, "data.codec.silence_threshold",
+          f"must be a finite peak amplitude >= 0 (0 keeps all audio), got {cfg.codec.silence_threshold}")
     check(cfg.codec.device == "cpu" or cfg.num_workers == 0, "data.codec.device",
           "a GPU codec runs in the training process: set data.num_workers=0 or data.codec.device=cpu")
     inter = cfg.interleave

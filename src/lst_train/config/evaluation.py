@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from lst_train.config.data import SourceConfig
+from lst_train.config.data import SourceConfig, validate_sources
 from lst_train.config.errors import check
 
 
@@ -49,3 +49,4 @@ def validate_evaluation(cfg: EvaluationConfig) -> None:
     check(cfg.batch_size >= 1, "evaluation.batch_size", f"must be >= 1, got {cfg.batch_size}")
     for i, eval_set in enumerate(cfg.sets):
         check(bool(eval_set.name and eval_set.path), f"evaluation.sets[{i}]", "needs a name and a path")
+    validate_sources(cfg.validation, "evaluation.validation")

@@ -48,6 +48,24 @@ def validate(cfg: Config) -> None:
     validate_evaluation(cfg.evaluation)
     check(bool(cfg.run_dir), "run_dir", "must be a directory path, e.g. runs/my_run")
     validate_data(cfg.data)
+    _check_row_cap(cfg)
+    speech = any(source.kind == "speech" for source in cfg.data.sources)
+    check(not speech or cfg.data.codec.kind != "units" or cfg.model.vocab.n_codebooks == 1, "model.vocab.n_codebooks",
+          f"data.codec.kind=units reads one codebook (KEY.units.json); set model.vocab.n_codebooks=1, got "
+          f"{cfg.model.vocab.n_codebooks}")
+
+
+def _check_row_cap(cfg: Config) -> None:
+    """data.max_row_tokens must hold <bos> and the longest LST patch, or a row would pass it (the packer always
+    takes a row's first patch)."""
+    cap, patching, codebooks = cfg.data.max_row_tokens, cfg.patching, cfg.model.vocab.n_codebooks
+    if not cap or cfg.model.arch != "lst":
+        return
+    frames = patching.size if patching.strategy == "static" else max(patching.size, patching.max_len)
+    need = 1 + frames * codebooks
+    check(cap >= need, "data.max_row_tokens",
+          f"must be 0 (no cap) or >= {need}: <bos> and the longest patch ({frames} frames x model.vocab.n_codebooks="
+          f"{codebooks}), got {cap}")
 
 
 def _nodes(raw, prefix: str = ""):

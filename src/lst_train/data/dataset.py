@@ -15,6 +15,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from lst_train.config import ConfigError
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.shards import list_shards
+from lst_train.data.speech_codec import check_mimi
 from lst_train.data.speech_units import check_units_file
 from lst_train.data.stream import ReaderStream
 from lst_train.data.text_tokenizer import BYTE_LEVEL, TRAIN_COMMAND, TextTokenizer
@@ -29,12 +30,12 @@ def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
     start-up error naming the key."""
     data = spec.data
     if not data.sources:
-        raise ConfigError("data.sources: empty; list at least one {kind, path, weight}")
+        raise ConfigError(f"{spec.sources_key}: empty; list at least one {{kind, path, weight}}")
     shards = []
     for i, source in enumerate(data.sources):
         paths = list_shards(source.path)
         if not paths:
-            raise ConfigError(f"data.sources[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
+            raise ConfigError(f"{spec.sources_key}[{i}].path: no file matches {source.path!r} (cwd {os.getcwd()})")
         shards.append(paths)
     weights = data.codec.weights
     if weights and data.codec.kind == "mimi" and not os.path.isdir(weights):
@@ -42,6 +43,8 @@ def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
                           "(transformers format), or leave it empty for random weights (tests only)")
     if data.codec.kind == "kmeans":
         check_units_file(weights, spec.model.vocab)
+    if data.codec.kind == "mimi" and any(source.kind == "speech" for source in data.sources):
+        check_mimi(data.codec, spec.model.vocab)
     if data.tokenizer != BYTE_LEVEL and not os.path.isfile(data.tokenizer):
         raise ConfigError(f"data.tokenizer: no file {data.tokenizer!r}; make one with {TRAIN_COMMAND}")
     n_text = TextTokenizer.from_file(data.tokenizer).n_vocab

@@ -22,6 +22,8 @@ class LoaderSpec:
     """Training steps: the horizon of the patching curriculum."""
     grad_accum_steps: int = 1
     """Micro-batches per optimizer step: maps each batch to the step whose curriculum it follows."""
+    sources_key: str = "data.sources"
+    """The recipe key of data.sources here, for errors about them (evaluation.validation when reading those)."""
 
     @classmethod
     def from_recipe(cls, cfg: Config) -> "LoaderSpec":
@@ -35,5 +37,6 @@ class LoaderSpec:
         return Patcher(self.patching, self.total_steps) if self.model.arch == "lst" else None
 
     def reading(self, sources: list[SourceConfig]) -> "LoaderSpec":
-        """The same loader over other sources, in the calling process (validation data)."""
-        return dataclasses.replace(self, data=dataclasses.replace(self.data, sources=sources, num_workers=0))
+        """The same loader over evaluation.validation's sources, in the calling process."""
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, sources=sources, num_workers=0),
+                                   sources_key="evaluation.validation")

@@ -8,6 +8,7 @@ shard and skips records without decoding them.
 
 import glob
 import io
+import os
 import random
 import tarfile
 from dataclasses import dataclass
@@ -50,6 +51,18 @@ def _unsafe(member: tarfile.TarInfo) -> str:
     return ""
 
 
+def _check_archive_end(path: str, end: int, skips: SkipCounter) -> None:
+    """tarfile ends quietly at a missing, cut or garbled header past the first: unless the members stop at an
+    end-of-archive (zero) block, the shard was cut or damaged there and what followed is lost (counted)."""
+    with open(path, "rb") as f:
+        f.seek(end)
+        block = f.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        why = "the file ends" if not block else "a header is cut or garbled"
+        skips.add("truncated_shard", path, f"no end-of-archive block after the last whole member: {why} at byte "
+                                           f"{end} of {os.path.getsize(path)}; the rest of the shard is lost")
+
+
 def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
     """Group consecutive tar members by key; a truncated tar ends the shard (counted) instead of failing. A sample
     with an unsafe member (link, absolute or '..' path) carries the defect, so the reader skips it whole."""
@@ -74,6 +87,8 @@ def tar_records(path: str, skips: SkipCounter) -> Iterator[RawRecord]:
                 except (tarfile.TarError, OSError) as err:
                     skips.add("unreadable_member", f"{path}:{member.name}", str(err))
                     files[ext] = None
+            end = tar.offset
+        _check_archive_end(path, end, skips)
     except (tarfile.TarError, OSError, EOFError) as err:
         skips.add("truncated_shard", path, str(err))
     if key is not None:
@@ -151,28 +166,35 @@ class ShardCursor:
     """An endless, exactly resumable stream of one source's records for one (rank, worker).
 
     With at least as many shards as readers (ranks × workers), reader g reads shards g, g+G, ...; with fewer,
-    every reader opens every shard and keeps the records whose index falls to it. Each epoch reshuffles the
+    every reader opens every shard and keeps record i of shard s (s: its place in the sorted list, the same in
+    every reader) when (i + s + epoch) % G == g: the readers partition each epoch exactly, and the turn by epoch
+    gives every reader records even when a source has fewer records than readers. Each epoch reshuffles the
     reader's shard order from (seed, source, reader, epoch).
     """
 
     def __init__(self, shards: list[str], kind: str, reader: int, n_readers: int, seed: str, skips: SkipCounter,
-                 on_shard_end: Callable[[str, bool], None] | None = None, max_epochs: int = 0):
+                 on_shard_end: Callable[[str, str, bool], None] | None = None, max_epochs: int = 0):
         self.kind = kind
         self.max_epochs = max_epochs
         """Passes over the shards before SourceExhausted is raised (0 = endless, as in training)."""
         self.on_shard_end = on_shard_end
-        """Called with (shard path, read from its first record) when a shard is exhausted."""
+        """Called with (shard path, split slot, read from its first record) when a shard is exhausted."""
         self.skips = skips
         self.seed = seed
         self.reader, self.n_readers = reader, n_readers
         self.split_records = len(shards) < n_readers
         self.shards = shards if self.split_records else shards[reader::n_readers]
+        self._global_index = {path: i for i, path in enumerate(self.shards)}
         self.epoch = 0
         self.shard_pos = 0
         self.record_pos = 0
         self._records: Iterator[RawRecord] | None = None
         self._opened_at_start = False
         self.used_this_epoch = 0
+        self.seen_this_epoch = 0
+        """Records in this pass's shards so far, this reader's or not."""
+        self.kept_this_epoch = 0
+        """Records of this pass that fell to this reader (all of them unless split)."""
 
     @property
     def current_shard(self) -> str:
@@ -197,9 +219,18 @@ class ShardCursor:
             next(records, None)
         return records
 
+    @property
+    def split_slot(self) -> str:
+        """Names the records this reader keeps of a shard in this epoch ("" unless split): readers and epochs with
+        the same slot keep the same records."""
+        if not self.split_records:
+            return ""
+        return f"-slot{(self.reader - self.epoch) % self.n_readers}of{self.n_readers}"
+
     def next_record(self) -> RawRecord:
-        """The next record for this reader; raises NoUsableData after a whole epoch without a used record (a
-        source that is all bad must stop the run with its skip counts, not spin forever)."""
+        """The next record for this reader; raises NoUsableData after a whole epoch with records of its own but
+        none used, or with no record at all (a source that is all bad must stop the run with its skip counts, not
+        spin forever). A split pass with no record of its own just moves on: its turn comes in a later epoch."""
         while True:
             if self._records is None:
                 self._records = self._open()
@@ -209,8 +240,12 @@ class ShardCursor:
                 continue
             index = self.record_pos
             self.record_pos += 1
-            if self.split_records and (index + self.shard_pos) % self.n_readers != self.reader:
-                continue
+            self.seen_this_epoch += 1
+            if self.split_records:
+                turn = index + self._global_index[self.current_shard] + self.epoch
+                if turn % self.n_readers != self.reader:
+                    continue
+            self.kept_this_epoch += 1
             return record
 
     def mark_used(self) -> None:
@@ -219,24 +254,26 @@ class ShardCursor:
 
     def _advance_shard(self) -> None:
         if self.on_shard_end is not None:
-            self.on_shard_end(self.current_shard, self._opened_at_start)
+            self.on_shard_end(self.current_shard, self.split_slot, self._opened_at_start)
         self._records = None
         self.shard_pos += 1
         self.record_pos = 0
         if self.shard_pos >= len(self.shards):
-            if self.used_this_epoch == 0:
+            if self.seen_this_epoch == 0 or (self.kept_this_epoch and self.used_this_epoch == 0):
+                empty = "" if self.seen_this_epoch else " (no record at all: empty or unreadable)"
                 raise NoUsableData(
                     f"no usable record in a whole pass over {len(self.shards)} shard(s) "
-                    f"(e.g. {self.shards[:1]}); skipped so far: {self.skips.as_dict()}")
+                    f"(e.g. {self.shards[:1]}){empty}; skipped so far: {self.skips.as_dict()}")
             self.epoch += 1
             self.shard_pos = 0
-            self.used_this_epoch = 0
+            self.used_this_epoch = self.seen_this_epoch = self.kept_this_epoch = 0
             if self.max_epochs and self.epoch >= self.max_epochs:
                 raise SourceExhausted(f"{self.max_epochs} pass(es) over {len(self.shards)} shard(s) done")
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "shard_pos": self.shard_pos, "record_pos": self.record_pos,
-                "used_this_epoch": self.used_this_epoch, "shards": list(self.shards)}
+                "used_this_epoch": self.used_this_epoch, "seen_this_epoch": self.seen_this_epoch,
+                "kept_this_epoch": self.kept_this_epoch, "shards": list(self.shards)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the position; if this reader's shard list changed since the state was saved (files added,
@@ -244,6 +281,9 @@ class ShardCursor:
         positions of the old list in the new one."""
         self.epoch, self.shard_pos, self.record_pos = state["epoch"], state["shard_pos"], state["record_pos"]
         self.used_this_epoch = state["used_this_epoch"]
+        # a state from before these counts: what it used, it saw and kept
+        self.seen_this_epoch = state.get("seen_this_epoch", self.used_this_epoch)
+        self.kept_this_epoch = state.get("kept_this_epoch", self.used_this_epoch)
         self._records = None
         saved = state.get("shards")
         if saved is not None and saved != list(self.shards):
@@ -257,7 +297,8 @@ class ShardCursor:
 
     def restart_epoch(self, epoch: int) -> None:
         """Read `epoch` from its first shard and record."""
-        self.epoch, self.shard_pos, self.record_pos, self.used_this_epoch = epoch, 0, 0, 0
+        self.epoch, self.shard_pos, self.record_pos = epoch, 0, 0
+        self.used_this_epoch = self.seen_this_epoch = self.kept_this_epoch = 0
         self._records = None
 
 

@@ -9,7 +9,7 @@ LOG = logging.getLogger("lst_train.data")
 # Every reason a sample, line or shard can be skipped; the loader stats report counts under these names.
 REASONS = (
     "missing_shard",        # a listed shard file vanished or cannot be opened
-    "truncated_shard",      # a tar or zstd stream ends mid-record: the rest of the shard is lost
+    "truncated_shard",      # a tar or zstd stream cut mid-record, or a tar without a proper end: the rest is lost
     "unreadable_member",    # a tar member whose bytes cannot be read
     "unsafe_member",        # a tar sample with a member named by an absolute or '..' path, or a link
     "line_too_long",        # a text line over MAX_LINE_BYTES (e.g. a decompression bomb): dropped unread
@@ -33,6 +33,7 @@ REASONS = (
     "unalignable",          # forced alignment: a word the dictionary lacks, or the search lost the transcript
     "no_word_timings",      # a speech sample with a transcript but no word timings (packed --keep-unaligned)
     "unsplit_audio",        # a spoken story pair with no consistent context/ending pause (eval convert)
+    "too_long_for_heldout", # a held-out document longer than the model's row (the same for every architecture)
 )
 
 
@@ -55,6 +56,8 @@ class SkipCounter:
         self.counts: Counter[str] = Counter(counts or {})
 
     def add(self, reason: str, where: str, detail: str = "") -> None:
+        if reason not in REASONS:  # a reason outside REASONS is a bug: it would appear in no table or report
+            raise ValueError(f"unknown skip reason {reason!r}")
         self.counts[reason] += 1
         n = self.counts[reason]
         if n <= self.LOG_FIRST or n % 1000 == 0:

@@ -55,8 +55,7 @@ class SourceReader:
         self.tokenizer = tokenizer
         self.cache = None
         if source.kind == "speech" and data.cache_dir:
-            split = f"-reader{reader}of{n_readers}" if len(paths) < n_readers else ""
-            self.cache = TokenCache(data.cache_dir, data.codec, tokenizer.vocab.n_codebooks, split)
+            self.cache = TokenCache(data.cache_dir, data.codec, tokenizer.vocab.n_codebooks)
         self.cursor = ShardCursor(paths, source.kind, reader, n_readers, f"{data.seed}|{index}", skips,
                                   None if self.cache is None else self.cache.shard_done, max_epochs)
         self.prepared: deque = deque()
@@ -95,7 +94,7 @@ class SourceReader:
             raise SkipSample(record.defect[0], record.key, record.defect[1])
         try:
             obj = json.loads(decode_utf8(record.files["line"], record.key))
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:  # also ints over 4300 digits, nesting past the stack
             raise SkipSample("invalid_json", record.key, str(err)) from None
         text = obj.get("text") if isinstance(obj, dict) else None
         if not isinstance(text, str) or not text.strip():
@@ -105,32 +104,32 @@ class SourceReader:
 
     def _prepare_speech(self) -> None:
         """Read `codec.batch_size` records, encode their audio in one batch, queue the results."""
-        results: list[tuple[str, Utterance | DecodedRecord | SkipSample, RawRecord]] = []
+        results: list[tuple[str, Utterance | DecodedRecord | SkipSample, RawRecord, str]] = []
         for _ in range(self.codec_cfg.batch_size):
             try:
                 record = self.cursor.next_record()
             except SourceExhausted:
                 self.exhausted = True
                 break
-            identity = self._identity(record)
+            identity, slot = self._identity(record), self.cursor.split_slot
             try:
-                cached = None if self.cache is None else self.cache.lookup(record.shard, record.name)
+                cached = None if self.cache is None else self.cache.lookup(record.shard, slot, record.name)
                 result = cached or decode_record(record, self.codec_cfg, self.codec, self.tokenizer.vocab)
                 self.cursor.mark_used()  # now, before the cursor can pass an epoch boundary within this batch
             except SkipSample as skip:
                 result = skip
-            results.append((identity, result, record))
-        pending = [i for i, (_, result, _) in enumerate(results)
+            results.append((identity, result, record, slot))
+        pending = [i for i, (_, result, _, _) in enumerate(results)
                    if isinstance(result, DecodedRecord) and result.audio is not None]
         codes = self.codec().encode_batch([results[i][1].audio for i in pending]) if pending else []
         for i, frames in zip(pending, codes):
-            identity, decoded, record = results[i]
-            results[i] = (identity, decoded.utterance(frames, self.codec().frame_rate), record)
-        for identity, result, record in results:
+            identity, decoded, record, slot = results[i]
+            results[i] = (identity, decoded.utterance(frames, self.codec().frame_rate), record, slot)
+        for identity, result, record, slot in results:
             if isinstance(result, DecodedRecord):
                 result = result.utterance()
             if self.cache is not None:
-                self.cache.store(record.shard, record.name, result)
+                self.cache.store(record.shard, slot, record.name, result)
             self.prepared.append((identity, result))
 
     def state_dict(self) -> dict:

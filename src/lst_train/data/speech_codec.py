@@ -7,11 +7,15 @@ follow the audio, which is what the tests and the CPU demo need.
 """
 
 import math
+import os
 
 import numpy as np
 import torch
 
+from lst_train.config import ConfigError
 from lst_train.config.data import CodecConfig
+from lst_train.config.errors import check
+from lst_train.config.model import VocabConfig
 from lst_train.data.speech_units import KMeansUnitCodec
 
 CALIBRATION_SECONDS = 8.0
@@ -53,6 +57,7 @@ class MimiCodec:
         self.model = model.to(self.device).eval()
         self.sample_rate = int(model.config.sampling_rate)
         self.frame_rate = float(model.config.frame_rate)
+        self.frame_samples = round(self.sample_rate / self.frame_rate)  # 1920: the encoder's total stride
         self.codebook_size = int(model.config.codebook_size)
         if n_codebooks > model.config.num_quantizers:
             raise ValueError(f"Mimi has {model.config.num_quantizers} codebooks, {n_codebooks} requested")
@@ -90,10 +95,13 @@ class MimiCodec:
 
     @torch.inference_mode()
     def encode_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
-        """Several float32 [samples] clips at `sample_rate`, right-padded into one batch (Mimi is causal, so the
-        padding does not reach the real frames) -> int64 [frames_i, n_codebooks] each."""
+        """Several float32 [samples] clips at `sample_rate`, right-padded into one batch -> int64 [frames_i,
+        n_codebooks] each, the same codes whatever the batch. Mimi is causal, but a clip ending mid-frame is padded
+        with zeros inside each layer when alone, and with the activations of zero samples next to a longer clip:
+        so every clip is first zero-padded to whole frames, where no layer pads, alone or batched."""
         lengths = torch.tensor([len(a) for a in audios])
-        wave = torch.zeros(len(audios), 1, int(lengths.max()))
+        whole_frames = -(-int(lengths.max()) // self.frame_samples) * self.frame_samples
+        wave = torch.zeros(len(audios), 1, whole_frames)
         for i, audio in enumerate(audios):
             wave[i, 0, : len(audio)] = torch.from_numpy(audio)
         mask = (torch.arange(wave.shape[-1])[None] < lengths[:, None]).long()
@@ -114,6 +122,28 @@ class MimiCodec:
         """int64 [frames, n_codebooks] -> float32 audio [samples] at `sample_rate` (Mimi's decoder)."""
         audio_codes = torch.from_numpy(np.ascontiguousarray(codes.T))[None].to(self.device)
         return self.model.decode(audio_codes).audio_values[0, 0].float().cpu().numpy()
+
+
+def check_mimi(cfg: CodecConfig, vocab: VocabConfig) -> None:
+    """Start-up check of data.codec.kind=mimi against the model's speech vocabulary (one ConfigError line): a
+    smaller codebook would map codes onto the specials or past the vocabulary."""
+    from transformers import MimiConfig  # heavy: imported only when the recipe uses Mimi
+
+    # from_pretrained gives the default config for a directory without config.json: look for it first
+    try:
+        if cfg.weights and not os.path.isfile(os.path.join(cfg.weights, "config.json")):
+            raise OSError("no config.json")
+        config = MimiConfig.from_pretrained(cfg.weights, local_files_only=True) if cfg.weights else MimiConfig()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"data.codec.weights: {cfg.weights!r} holds no readable Mimi config ({err}); point it at "
+                          "local Mimi weights (transformers format)") from None
+    which = f"Mimi ({cfg.weights})" if cfg.weights else "Mimi"
+    check(vocab.speech_codebook_size == config.codebook_size, "model.vocab.speech_codebook_size",
+          f"{which} has {config.codebook_size} codes per codebook; set model.vocab.speech_codebook_size="
+          f"{config.codebook_size}, got {vocab.speech_codebook_size}")
+    check(1 <= vocab.n_codebooks <= config.num_quantizers, "model.vocab.n_codebooks",
+          f"{which} has {config.num_quantizers} codebooks; set model.vocab.n_codebooks between 1 and "
+          f"{config.num_quantizers}, got {vocab.n_codebooks}")
 
 
 class LazyCodec:

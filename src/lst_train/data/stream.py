@@ -106,10 +106,13 @@ class ReaderStream:
         """The state of another reader split (the number of ranks changed): its shard positions mean nothing
         here, so every source restarts the epoch it was in, with no unfinished document or encoded queue; what
         was read of those epochs is read again, nothing is skipped; the mixture and the clock (curriculum,
-        step) continue."""
+        step) continue. Only the reader with the old reader's id keeps its skip counts, so that the sum over readers
+        counts no skip twice (with fewer ranks, the counts of readers that are gone are not carried on)."""
         epochs = [source_state["cursor"]["epoch"] for source_state in state["sources"]]
         for source, epoch in zip(self.sources, epochs):
             source.restart_epoch(epoch)
+        if state["reader"] != self.reader:
+            self.skips.counts.clear()
         LOG.warning("reader %d of %d continues from the state of reader %d of %s (the number of ranks changed): "
                     "each source restarts its epoch (%s) from the beginning, so what was read of it is read again; "
                     "the clock continues at batch %d", self.reader, self.n_readers, state["reader"],

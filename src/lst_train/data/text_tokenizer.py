@@ -223,7 +223,7 @@ def _read_file_texts(path: Path, stats: TextStats) -> Iterator[str]:
                     try:
                         record = json.loads(line) if line is not None else None
                         text = record.get("text") if isinstance(record, dict) else None
-                    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+                    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, deep nesting
                         text = None
                     if isinstance(text, str):
                         yield text

@@ -39,7 +39,7 @@ def load_json(data: bytes | None, where: str) -> dict:
     text = decode_utf8(data, where)
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # also ints over 4300 digits, nesting past the stack
         raise SkipSample("invalid_json", where, str(err)) from None
     if not isinstance(obj, dict):
         raise SkipSample("invalid_json", where, "not a JSON object")

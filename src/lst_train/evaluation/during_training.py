@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lst_train.config import EvaluationConfig
-from lst_train.data.dataset import build_dataloader
+from lst_train.data.dataset import build_dataloader, resolve_shards
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.skips import SkipCounter
 from lst_train.data.speech_text import SpeechTextTokenizer
@@ -28,6 +28,8 @@ class TrainingEvaluator:
         self.rank, self.world_size = rank, world_size
         self.skips = SkipCounter()
         self.sets = [(s, read_items(s.path, self.skips)) for s in evaluation.sets]
+        if evaluation.validation:  # at start-up: a bad glob must not wait for the first evaluation, hours in
+            resolve_shards(loader.reading(evaluation.validation))
         self.builder = PromptBuilder(SpeechTextTokenizer.from_config(loader.data, model.vocab),
                                      evaluation_patcher(loader.model.arch, loader.patching, loader.total_steps)) \
             if self.sets else None

@@ -51,6 +51,6 @@ def read_items(path: str, skips: SkipCounter | None = None) -> list[EvalItem]:
                 if not (isinstance(label, int) and 0 <= label < len(endings) and len(endings) >= 2):
                     raise ValueError("'label' must index one of at least 2 endings")
                 items.append(EvalItem(str(obj.get("id", number)), _segment(obj["context"], base), endings, label))
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, KeyError, TypeError, RecursionError) as err:
                 skips.add("invalid_json", f"{path}:{number}", str(err))
     return items

@@ -247,3 +247,19 @@ def test_units_stored_at_pack_time_are_what_the_loader_would_encode(tmp_path):
     with pytest.raises(PackError, match="--units .*train-units"):
         pack_corpus([source], tmp_path / "bad", PackOptions(units=str(tmp_path / "plain" / "index.json")),
                     shard_bytes=10**9)
+
+
+def test_a_sample_key_past_the_ustar_name_limit_is_packed_deterministically_and_read(tmp_path):
+    shutil.copy(ASSETS / "0880.flac", tmp_path / "a.flac")
+    key = "LibriLight-large-10001-" + "the_adventures_of_a_very_long_title_" * 4
+    assert len(key) >= 150
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": key, "audio": "a.flac", "text": TEXTS["0880"]}) + "\n")
+    shards = []
+    for name in ("a", "b"):
+        index = pack_corpus([str(tmp_path / "m.jsonl")], tmp_path / name, PackOptions(), shard_bytes=10**9)
+        assert index["skipped"] == {}
+        shards.append(b"".join(p.read_bytes() for p in sorted((tmp_path / name).glob("*.tar"))))
+    assert shards[0] == shards[1]
+    skips = SkipCounter()
+    [record] = [r for shard in (tmp_path / "a").glob("*.tar") for r in tar_records(str(shard), skips)]
+    assert record.name == key and sorted(record.files) == ["flac", "json"] and skips.as_dict() == {}

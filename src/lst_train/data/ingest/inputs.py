@@ -115,7 +115,7 @@ def _manifest_rows(path: Path, skips: SkipCounter):
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:  # also ints over 4300 digits, nesting past the stack
             skips.add("invalid_manifest", f"{path}:{number + 1}", str(err))
             continue
         yield number + 1, row
@@ -141,7 +141,7 @@ def manifest_inputs(path: Path, skips: SkipCounter) -> list[InputUtterance]:
         if isinstance(words, str) and words:
             try:
                 words = json.loads(words)
-            except json.JSONDecodeError as err:
+            except (ValueError, RecursionError) as err:
                 skips.add("invalid_manifest", where, f"'words' is not JSON: {err}")
                 continue
         audio_path = path.parent / audio

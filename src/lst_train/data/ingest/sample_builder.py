@@ -102,7 +102,7 @@ def _units_json(meta: dict, units: list[int] | None, frame_rate: float, old: byt
     they are, for the loader to count)."""
     try:
         obj = {"units": units, "frame_rate": frame_rate} if units is not None else json.loads(old)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON (including huge ints, deep nesting)
         return old
     if not isinstance(obj, dict):
         return old

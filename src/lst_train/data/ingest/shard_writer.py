@@ -18,9 +18,10 @@ def _publish(path: Path, write) -> None:
 
 
 def write_tar(path: Path, members: list[tuple[str, bytes]]) -> int:
-    """Write a tar of (name, bytes) with fixed metadata (same members -> same bytes); returns its size."""
+    """Write a tar of (name, bytes) with fixed metadata (same members -> same bytes); returns its size. PAX: a name
+    over ustar's 100 bytes (a long sample key) gets an extended header (fixed too); shorter ones are plain ustar."""
     def write(out) -> None:
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name, data in members:
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = len(data), 0o644, 0
