@@ -6,5 +6,7 @@
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 NGPU=${NGPU:-$("$PYTHON" -c "import torch; print(torch.cuda.device_count() or 2)")}
+# Once, before the ranks: a bad path would otherwise print on every rank and every torchrun restart.
+"$PYTHON" -m lst_train train --check "$@" >/dev/null
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$NGPU" --max-restarts="${MAX_RESTARTS:-3}" \
   -m lst_train train "$@"

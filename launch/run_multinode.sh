@@ -9,6 +9,8 @@ PYTHON=${PYTHON:-python}
 : "${NNODES:?set NNODES}" "${NODE_RANK:?set NODE_RANK}" "${MASTER_ADDR:?set MASTER_ADDR}"
 MASTER_PORT=${MASTER_PORT:-29500}
 NGPU=${NGPU:-$("$PYTHON" -c "import torch; print(torch.cuda.device_count() or 1)")}
+# Once, before the ranks: a bad path would otherwise print on every rank and every torchrun restart.
+"$PYTHON" -m lst_train train --check "$@" >/dev/null
 exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" --nproc_per_node="$NGPU" \
   --max-restarts="${MAX_RESTARTS:-3}" --rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv_id="${RDZV_ID:-lst_train}" \
   -m lst_train train "$@"

@@ -41,6 +41,12 @@ def _train(args: argparse.Namespace) -> None:
     from lst_train.trainer.train import CollectiveFailure, NonFiniteSteps, train
 
     try:
+        if args.check:
+            from lst_train.trainer.startup_check import check_startup
+
+            check_startup(load_config(args.config, args.overrides))
+            print(f"lst-train: {args.config}: the config and every path it names are fine")
+            return
         train(load_config(args.config, args.overrides))
     except (NonFiniteSteps, CollectiveFailure, CheckpointSaveFailed, CheckpointLoadFailed) as err:
         logging.getLogger("lst_train.train").error("%s", err)
@@ -74,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train (one process, or every rank under torchrun)")
     train.add_argument("config", help="YAML recipe, e.g. recipes/debug_cpu.yaml")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.steps=100 run_dir=runs/x")
+    train.add_argument("--check", action="store_true",
+                       help="only check the config and every path it names (data, tokenizer, codec weights, "
+                            "evaluation files) and whether the run stopped on divergence, then exit: the launch "
+                            "scripts run it once before torchrun")
     train.set_defaults(run=_train)
     export = commands.add_parser("export", help="consolidate a run's latest checkpoint into model.safetensors")
     export.add_argument("run_dir")

@@ -5,11 +5,12 @@ its own share of the validation data. Results are identical on every rank; rank 
 """
 
 import itertools
+import os
 
 import torch
 from torch import nn
 
-from lst_train.config import EvaluationConfig
+from lst_train.config import ConfigError, EvaluationConfig
 from lst_train.data.dataset import build_dataloader, resolve_shards
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.skips import SkipCounter
@@ -20,6 +21,16 @@ from lst_train.evaluation.scoring import evaluate
 from lst_train.loss import loss_sums, targets_of
 
 
+def check_evaluation_paths(evaluation: EvaluationConfig, loader: LoaderSpec) -> None:
+    """At start-up: a missing set or a validation glob matching nothing must not wait for the first evaluation (for
+    sweeps the last step, before the final save), hours in. Raises the one-line ConfigError."""
+    for i, eval_set in enumerate(evaluation.sets):
+        if not os.path.isfile(eval_set.path):
+            raise ConfigError(f"evaluation.sets[{i}].path: no such file {eval_set.path!r} (cwd {os.getcwd()})")
+    if evaluation.validation:
+        resolve_shards(loader.reading(evaluation.validation))
+
+
 class TrainingEvaluator:
     def __init__(self, evaluation: EvaluationConfig, loader: LoaderSpec, model: nn.Module, rank: int,
                  world_size: int):
@@ -27,9 +38,8 @@ class TrainingEvaluator:
         self.evaluation, self.loader_spec, self.model = evaluation, loader, model
         self.rank, self.world_size = rank, world_size
         self.skips = SkipCounter()
+        check_evaluation_paths(evaluation, loader)
         self.sets = [(s, read_items(s.path, self.skips)) for s in evaluation.sets]
-        if evaluation.validation:  # at start-up: a bad glob must not wait for the first evaluation, hours in
-            resolve_shards(loader.reading(evaluation.validation))
         self.builder = PromptBuilder(SpeechTextTokenizer.from_config(loader.data, model.vocab),
                                      evaluation_patcher(loader.model.arch, loader.patching, loader.total_steps)) \
             if self.sets else None
