@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from helpers import RECIPES
+from lst_train.config import config_changes, load_config, to_yaml
 from lst_train.config.training import CheckpointConfig, TrainingConfig
 from lst_train.runs import complete_steps
 from lst_train.trainer.checkpointing import Checkpointer, CheckpointLoadFailed, CheckpointSaveFailed, TrainState
@@ -33,11 +35,11 @@ class Position:
         self.read = state["read"]
 
 
-def _checkpointer(run_dir, **cfg) -> tuple[Checkpointer, TrainState, torch.nn.Module]:
+def _checkpointer(run_dir, config="config", **cfg) -> tuple[Checkpointer, TrainState, torch.nn.Module]:
     model = torch.nn.Linear(4, 4)
     training = TrainingConfig(steps=100, warmup_steps=1)
     optimizers = build_optimizers(model, training, "baseline", "cpu")
-    state = TrainState("config")
+    state = TrainState(config)
     checkpointer = Checkpointer(CheckpointConfig(**{"interval": 2, "keep_last": 0, **cfg}), str(run_dir), 0, 1, model,
                                 optimizers, build_lr_schedulers(optimizers, training), Position(), state)
     return checkpointer, state, model
@@ -136,3 +138,17 @@ def test_an_interrupted_overwrite_of_a_step_folder_does_not_look_complete(tmp_pa
     data_file.mkdir()  # the new write of this file fails after the folder was entered
     _saved(tmp_path, (2,), resume="none")
     assert complete_steps(str(tmp_path)) == []
+
+
+def test_a_resume_knows_the_config_its_checkpoint_was_written_with(tmp_path):
+    """A requeue with changed overrides resumes (the trainer logs each change): the checkpoint keeps the old config."""
+    saved = to_yaml(load_config(RECIPES / "debug_cpu.yaml", ["training.lr=0.001", "run_dir=a"]))
+    current = to_yaml(load_config(RECIPES / "debug_cpu.yaml", ["training.lr=0.002", "run_dir=b", "data.batch_size=3"]))
+    checkpointer, state, _ = _checkpointer(tmp_path, saved)
+    _save(checkpointer, state, 2)
+    checkpointer.close()
+    checkpointer, state, _ = _checkpointer(tmp_path, current)
+    assert checkpointer.resume() == 2 and state.saved_config == saved
+    checkpointer.close()
+    assert config_changes(state.saved_config, state.config_yaml) == ["data.batch_size: 4 -> 3",
+                                                                     "training.lr: 0.001 -> 0.002"]

@@ -5,7 +5,7 @@ from lst_train.config.data import (CodecConfig, CodecKind, DataConfig, Interleav
                                    source_names, source_shares)
 from lst_train.config.errors import ConfigError
 from lst_train.config.evaluation import EvalSetConfig, EvalSetting, EvaluationConfig
-from lst_train.config.loader import Config, error_line, load_config, to_yaml
+from lst_train.config.loader import Config, config_changes, error_line, load_config, to_yaml
 from lst_train.config.model import Arch, AttentionBackend, KernelBackend, ModelConfig, Pooling, StackConfig, VocabConfig
 from lst_train.config.patching import PatchingConfig, PatchStrategy, Silence
 from lst_train.config.training import (ActivationCheckpoint, CheckpointConfig, Device, LRSchedule, Precision,
@@ -15,4 +15,4 @@ __all__ = ["ActivationCheckpoint", "Arch", "AttentionBackend", "CheckpointConfig
            "ConfigError", "DataConfig", "Device", "EvalSetConfig", "EvalSetting", "EvaluationConfig",
            "InterleaveConfig", "KernelBackend", "LRSchedule", "ModelConfig", "PatchStrategy", "PatchingConfig",
            "Pooling", "Precision", "Silence", "SourceConfig", "SourceKind", "StackConfig", "TrainingConfig",
-           "VocabConfig", "error_line", "load_config", "source_names", "source_shares", "to_yaml"]
+           "VocabConfig", "config_changes", "error_line", "load_config", "source_names", "source_shares", "to_yaml"]

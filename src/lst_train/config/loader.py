@@ -138,3 +138,17 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def to_yaml(cfg: Config) -> str:
     """The resolved config as YAML (run snapshot, checkpoints, exports)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def config_changes(saved_yaml: str, current_yaml: str) -> list[str]:
+    """`KEY: SAVED -> CURRENT` for each setting of a resumed run that differs from the one its checkpoint was written
+    with (run_dir and checkpoint.resume name where and how to resume, so they are left out)."""
+    def flat(node, prefix: str = "") -> dict:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        return {key: value for name, child in node.items() for key, value in flat(child, f"{prefix}{name}.").items()}
+
+    saved = {k.rstrip("."): v for k, v in flat(OmegaConf.to_container(OmegaConf.create(saved_yaml))).items()}
+    current = {k.rstrip("."): v for k, v in flat(OmegaConf.to_container(OmegaConf.create(current_yaml))).items()}
+    return [f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in sorted(saved.keys() | current.keys())
+            if saved.get(key) != current.get(key) and key not in ("run_dir", "checkpoint.resume")]

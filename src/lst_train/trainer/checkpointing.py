@@ -76,6 +76,8 @@ class TrainState(Stateful):
         self.tokens_seen = 0
         self.flops_seen = 0.0
         self.config_yaml = config_yaml
+        self.saved_config = config_yaml
+        """The config the loaded checkpoint was written with (this run's until one is loaded)."""
 
     def state_dict(self) -> dict:
         return {"step": torch.tensor(self.step), "tokens_seen": torch.tensor(self.tokens_seen),
@@ -84,6 +86,7 @@ class TrainState(Stateful):
     def load_state_dict(self, state: dict) -> None:
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
         self.flops_seen = float(state["flops_seen"])
+        self.saved_config = state["config"]
 
 
 def _first_line(err: BaseException) -> str:

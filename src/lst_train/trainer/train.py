@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lst_train.config import Config, to_yaml
+from lst_train.config import Config, config_changes, to_yaml
 from lst_train.config.data import source_names
 from lst_train.data.batch import Batch
 from lst_train.data.dataset import build_dataloader
@@ -197,6 +197,9 @@ class Trainer:
         # A resumed run logs again the steps after its checkpoint: TensorBoard drops its older copies of them.
         self.metrics = MetricsWriter(cfg.run_dir, self.world.is_main,
                                      purge_step=self.state.step + 1 if resumed is not None else None)
+        if self.world.is_main:  # a requeue with other overrides: the schedule, the data, ... follow the new values
+            for change in config_changes(self.state.saved_config, self.state.config_yaml):
+                LOG.warning("resumed with a setting changed since the checkpoint: %s", change)
         LOG.info("%s at step %d of %d on %d rank(s), %s", "resumed" if resumed is not None else "starting",
                  self.state.step, cfg.training.steps, self.world.world_size, self.world.device)
         preemption = PreemptionFlag(self.pid_dir, self.world.rank)
