@@ -8,8 +8,8 @@ SYSTEM_PACKAGES := espeak-ng bible-kjv
 # And the suite: a one-node SLURM (slurm-wlm + munge) that tests/launch/test_slurm.py starts (skipped without them).
 TEST_PACKAGES := $(SYSTEM_PACKAGES) slurm-wlm munge
 
-# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 17 min on 2 cores,
-# 2026-11-28).
+# `make demo` scale: multiplies the corpus, the evaluation set and the FLOP budget (1 = about 20 min on 2 cores,
+# 2026-11-29).
 DEMO_SCALE ?= 1
 # `make demo` seeds, e.g. DEMO_SEEDS="0 1 2" (default: the sweep file's, recipes/sweep_make_demo.yaml).
 DEMO_SEEDS ?=
