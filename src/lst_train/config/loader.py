@@ -146,9 +146,9 @@ def config_changes(saved_yaml: str, current_yaml: str) -> list[str]:
     def flat(node, prefix: str = "") -> dict:
         if not isinstance(node, dict):
             return {prefix: node}
-        return {key: value for name, child in node.items() for key, value in flat(child, f"{prefix}{name}.").items()}
+        return {key: value for name, child in node.items()
+                for key, value in flat(child, f"{prefix}.{name}" if prefix else name).items()}
 
-    saved = {k.rstrip("."): v for k, v in flat(OmegaConf.to_container(OmegaConf.create(saved_yaml))).items()}
-    current = {k.rstrip("."): v for k, v in flat(OmegaConf.to_container(OmegaConf.create(current_yaml))).items()}
+    saved, current = (flat(OmegaConf.to_container(OmegaConf.create(text))) for text in (saved_yaml, current_yaml))
     return [f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in sorted(saved.keys() | current.keys())
             if saved.get(key) != current.get(key) and key not in ("run_dir", "checkpoint.resume")]
