@@ -145,6 +145,14 @@ def test_hellaswag_is_spoken_with_word_timings(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "bad").exists()
 
 
+def _stops_with_one_line(cases: list[tuple[list[str], str]]) -> None:
+    """Each `lst-train eval convert ARGV` stops with one line matching its pattern."""
+    for argv, message in cases:
+        with pytest.raises(SystemExit, match=message) as stop:
+            main(["eval", "convert", *argv])
+        assert "\n" not in str(stop.value)
+
+
 def test_text_sources_without_tts_and_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     columns = ["InputStoryid", "InputSentence1", "InputSentence2", "InputSentence3", "InputSentence4",
                "RandomFifthSentenceQuiz1", "RandomFifthSentenceQuiz2", "AnswerRightEnding"]
@@ -165,21 +173,83 @@ def test_text_sources_without_tts_and_bad_arguments(tmp_path: Path, capsys: pyte
     assert main(["eval", "convert", "hellaswag", str(tmp_path / "h.jsonl"), "--no-tts", "--limit", "1",
                  "--out", str(tmp_path / "h")]) == 0
     assert len(read_items(str(tmp_path / "h" / "items.jsonl"))) == 1
-    assert not any((tmp_path / "h" / "audio").iterdir())
+    assert not (tmp_path / "h" / "audio").exists()  # text-only items: no empty audio/ folder left
 
     (tmp_path / "rocstories.csv").write_text("storyid,storytitle,sentence1\nx,y,z\n")
     (tmp_path / "empty").mkdir()
-    for argv, message in (
-            (["storycloze", str(tmp_path / "rocstories.csv"), "--out", str(tmp_path / "a")],
-             r"lacks columns \['InputSentence1'.*: pass a StoryCloze cloze_test CSV"),
-            (["storycloze", str(tmp_path / "empty"), "--out", str(tmp_path / "b")],
-             r"has no N_\*.wav stories: pass the sSC/ or tSC/ folder"),
-            (["hellaswag", str(tmp_path / "nowhere.jsonl"), "--out", str(tmp_path / "c")],
-             r"nowhere.jsonl does not exist: pass the downloaded hellaswag file"),
-            (["hellaswag", str(tmp_path / "h.jsonl"), "--out", str(tmp_path / "h")],
-             r"is not empty: choose a new --out")):
-        with pytest.raises(SystemExit, match=message) as stop:
-            main(["eval", "convert", *argv])
-        assert "\n" not in str(stop.value)
+    _stops_with_one_line([
+        (["storycloze", str(tmp_path / "rocstories.csv"), "--out", str(tmp_path / "a")],
+         r"lacks columns \['InputSentence1'.*: pass a StoryCloze cloze_test CSV"),
+        (["storycloze", str(tmp_path / "empty"), "--out", str(tmp_path / "b")],
+         r"has no N_\*.wav stories: pass the sSC/ or tSC/ folder"),
+        (["hellaswag", str(tmp_path / "nowhere.jsonl"), "--out", str(tmp_path / "c")],
+         r"nowhere.jsonl does not exist: pass the downloaded hellaswag file"),
+        (["hellaswag", str(tmp_path / "h.jsonl"), "--out", str(tmp_path / "h")],
+         r"is not empty: choose a new --out")])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing half-made is left behind
     assert (tmp_path / "empty").is_dir()
+
+
+def _zerospeech(folder: Path, columns: list[str], rows: list[dict], absent: set[str] = frozenset()) -> None:
+    """A ZeroSpeech 2021 lexical/ or syntactic/ dev folder: gold.csv and a tone-burst wav per row."""
+    folder.mkdir(parents=True)
+    with open(folder / "gold.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for number, row in enumerate(rows):
+            writer.writerow(row)
+            if row["filename"] not in absent:
+                text = row.get("word") or row.get("transcription")
+                audio, _ = _speak([text], np.random.default_rng(number))
+                soundfile.write(folder / f"{row['filename']}.wav", audio, RATE, subtype="PCM_16")
+
+
+def test_swuggy_and_sblimp_folders_become_pair_items_that_score(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    lexical = ["filename", "voice", "frequency", "word", "phones", "id", "correct", "length"]
+    rows = [{"filename": f"w{k}", "voice": voice, "frequency": 10, "word": word, "phones": "x", "id": pair,
+             "correct": correct, "length": 4}
+            for k, (voice, word, pair, correct) in enumerate([
+                ("Alex", "house", 1, 1), ("Alex", "hause", 1, 0), ("Bruce", "house", 1, 1),
+                ("Bruce", "hause", 1, 0), ("Alex", "garden", 2, 1),  # no nonword: unpaired
+                ("Alex", "river", 3, 1), ("Alex", "rivel", 3, 0)])]  # one wav missing
+    _zerospeech(tmp_path / "lexical" / "dev", lexical, rows, absent={"w6"})
+    assert main(["eval", "convert", "swuggy", str(tmp_path / "lexical" / "dev"), "--out", str(tmp_path / "sw")]) == 0
+    assert "2 items; skipped {'missing_audio': 1, 'unpaired': 1}" in capsys.readouterr().out
+    items = read_items(str(tmp_path / "sw" / "items.jsonl"))
+    assert [item.id for item in items] == ["1/Alex", "1/Bruce"] and not (tmp_path / "sw" / "audio").exists()
+    for item in items:
+        assert item.context is None and len(item.endings) == 2
+        assert item.endings[item.label].text == "house" and item.endings[1 - item.label].text == "hause"
+        assert Path(item.endings[item.label].audio).parent == (tmp_path / "lexical" / "dev").resolve()
+
+    syntactic = ["filename", "type", "subtype", "voice", "id", "correct", "transcription"]
+    rows = [{"filename": f"s{k}", "type": kind, "subtype": "none", "voice": "Alex", "id": 0, "correct": correct,
+             "transcription": text}
+            for k, (kind, correct, text) in enumerate([
+                ("anaphor", 1, "the boys saw themselves"), ("anaphor", 0, "the boys saw himself"),
+                ("island", 0, "what did he leave before eat"), ("island", 1, "what did he eat before leaving")])]
+    _zerospeech(tmp_path / "syntactic" / "dev", syntactic, rows)
+    assert main(["eval", "convert", "sblimp", str(tmp_path / "syntactic" / "dev"), "--out", str(tmp_path / "sb"),
+                 "--seed", "3"]) == 0
+    items = read_items(str(tmp_path / "sb" / "items.jsonl"))
+    assert [item.id for item in items] == ["anaphor/none/0/Alex", "island/none/0/Alex"]
+    assert [item.endings[item.label].text for item in items] == ["the boys saw themselves",
+                                                                 "what did he eat before leaving"]
+
+    cfg = debug_config("lst", "model.vocab.text_size=300", f"data.tokenizer={tmp_path / 't.tiktoken'}")
+    write_tokenizer(tmp_path / "t.tiktoken")
+    export = write_export(cfg, build_model(cfg.model, seed=0), tmp_path / "export")
+    assert main(["eval", str(export), "--data", str(tmp_path / "sb" / "items.jsonl"), "--settings", "s2s,t2t,s2t",
+                 "--out", str(tmp_path / "results.json"), "--device", "cpu"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["s2s"]["items"] == results["t2t"]["items"] == 2 and results["s2t"]["items"] == 0
+    assert results["skipped"] == {"no_context": 2}  # a pair has no context to cross modality from
+
+    (tmp_path / "nothing").mkdir()
+    _stops_with_one_line([
+        (["sblimp", str(tmp_path / "lexical" / "dev"), "--out", str(tmp_path / "a")],
+         r"lacks columns \['transcription', 'type'\]: pass the ZeroSpeech 2021 syntactic/dev or syntactic/test"),
+        (["swuggy", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")],
+         r"gold.csv not found: pass the ZeroSpeech 2021 lexical/dev \(or /test\) folder")])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

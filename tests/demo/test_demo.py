@@ -37,6 +37,10 @@ def test_demo_at_the_smallest_scale_writes_the_whole_report(tmp_path):
     for family in families:
         assert len(list((out / "sweep" / "runs").glob(f"{family}-*-s[01]/tb/events.out.tfevents.*"))) == 2
     assert "| - |" not in tables[0]  # every family has every number
+    pairs = report.split("## Word and syntax pairs")[1].split("##")[0]
+    for run in runs:  # lexical and syntax pairs, each spoken and written: mean / sum accuracy
+        cells = re.search(rf"\| {run} \| (.*) \|", pairs).group(1).split(" | ")
+        assert len(cells) == 4 and all(re.fullmatch(r"[\d.]+ / [\d.]+", cell) for cell in cells), pairs
     mix = report.split("## Data mix")[1].split("##")[0]
     for run in runs:
         shares = re.search(rf"\| {run} \| (.*) \|", mix).group(1).split(" | ")

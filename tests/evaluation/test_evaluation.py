@@ -61,6 +61,34 @@ def test_scores_equal_a_hand_computation(tokenizer, tmp_path):
     assert all(model.vocab.is_speech(torch.tensor(speech_piece.tokens[start:])))
 
 
+def test_a_pair_item_scores_each_candidate_from_the_start_of_a_row(tokenizer, tmp_path):
+    """No context: the row is <bos> <marker> candidate and every candidate token is scored; a cross-modal setting
+    and an empty text candidate are skipped and counted, never scored as a free zero."""
+    cfg = debug_config("lst", "model.vocab.text_size=300")
+    model = build_model(cfg.model).eval()
+    builder = _builder(cfg, model, tokenizer)
+    word, nonword = ({"text": t, "audio": str(ASSETS / a)} for t, a in (("house", "0880.flac"), ("hause", "0930.wav")))
+    skips = SkipCounter()
+    items = read_items(_write_items(tmp_path / "i.jsonl", [
+        {"id": "pair", "endings": [nonword, word], "label": 1},
+        {"id": "null-context", "context": None, "endings": [word, nonword], "label": 0},
+        {"id": "empty", "endings": [word, {"text": " ", "audio": str(ASSETS / "0930.wav")}], "label": 0}]), skips)
+    assert [item.context for item in items] == [None] * 3
+    for setting, marker in (("t2t", model.vocab.text_marker), ("s2s", model.vocab.speech_marker)):
+        piece, start = builder.build(None, items[0].endings[1], setting)
+        assert piece.tokens[:2] == [model.vocab.bos, marker] and start == 2
+        tokens = torch.tensor([piece.tokens])
+        with torch.no_grad():
+            logits = model(tokens, torch.tensor([piece.patch_lengths]), torch.tensor([piece.patch_closed_early]))[0]
+        expected = sum(torch.log_softmax(logits[t - 1], -1)[piece.tokens[t]].item()
+                       for t in range(2, len(piece.tokens)))
+        [(total, count)] = ending_scores(model, [(piece, start)], model.vocab)
+        assert count == len(piece.tokens) - 2 and abs(total - expected) < 1e-4
+    results = evaluate(model, builder, items, ["s2s", "t2t", "s2t", "t2s"], skips)
+    assert [results[s]["items"] for s in ("s2s", "t2t", "s2t", "t2s")] == [3, 2, 0, 0]
+    assert skips.as_dict() == {"missing_text": 1, "no_context": 6}
+
+
 def test_a_same_modality_ending_is_patched_as_one_span_with_the_context(tokenizer):
     """S→S: the static grid runs on across the context/ending join (no short patch there, which training never
     shows), exactly as the loader patches one utterance; only the row's last patch may be short."""
@@ -178,12 +206,15 @@ def test_eval_command_one_rank_equals_two_ranks(tokenizer, tmp_path):
 
 
 def test_demo_eval_set_is_spoken_held_out_and_scorable(tokenizer, tmp_path):
+    import re
+
     import soundfile
 
+    from lst_train.corpora import espeak
     from lst_train.corpora.demo_corpus import read_kjv, split_books
     from lst_train.corpora.demo_eval import build_demo_eval
 
-    summary = build_demo_eval(tmp_path / "eval", n_items=4, seed=3)
+    summary = build_demo_eval(tmp_path / "eval", n_items=4, seed=3, n_pairs=6)
     assert summary["items"] + summary["dropped"] == 4 and summary["items"] >= 3
     parts = split_books(read_kjv())
     seen = {v.text for v in parts["speech"] + parts["text"]}
@@ -197,6 +228,25 @@ def test_demo_eval_set_is_spoken_held_out_and_scorable(tokenizer, tmp_path):
     model = build_model(cfg.model).eval()
     results = evaluate(model, _builder(cfg, model, tokenizer), items, ["s2s", "t2s"], SkipCounter())
     assert results["s2s"]["items"] == results["t2s"]["items"] == summary["items"]
+    assert summary["pairs"] == {"lexical": 6, "syntax": 6}
+    vocabulary = {w for v in read_kjv() for w in re.findall(r"\b[a-z]+\b", v.text.lower())}
+    pairs = {kind: read_items(str(tmp_path / "eval" / f"pairs_{kind}.jsonl")) for kind in ("lexical", "syntax")}
+    for kind, kind_items in pairs.items():
+        assert {item.label for item in kind_items} == {0, 1}  # the right candidate is not always first
+        for item in kind_items:
+            right, wrong = item.endings[item.label].text, item.endings[1 - item.label].text
+            assert item.context is None and right != wrong
+            assert all(e.words and soundfile.info(e.audio).duration > 0.2 for e in item.endings)
+            if kind == "lexical":  # one letter changed, into a string no KJV verse has, that espeak says otherwise
+                assert right in vocabulary and wrong not in vocabulary and len(right) == len(wrong)
+                assert sum(a != b for a, b in zip(right, wrong)) == 1
+                assert espeak.phonemes(right) != espeak.phonemes(wrong)
+            else:  # the same words, two neighbours swapped; no capital gives the order away
+                a, b = right.split(), wrong.split()
+                diff = [i for i in range(len(a)) if a[i] != b[i]]
+                assert sorted(a) == sorted(b) and len(diff) == 2 and diff[1] == diff[0] + 1 and right == right.lower()
+    results = evaluate(model, _builder(cfg, model, tokenizer), pairs["syntax"], ["s2s", "t2t"], SkipCounter())
+    assert results["s2s"]["items"] == results["t2t"]["items"] == 6
 
 
 def test_an_untrained_model_scores_near_chance(tokenizer, tmp_path):

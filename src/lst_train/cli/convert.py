@@ -1,22 +1,29 @@
-"""`lst-train eval convert {storycloze,hellaswag} SOURCE --out DIR`: published benchmarks to our item format.
+"""`lst-train eval convert {storycloze,hellaswag,swuggy,sblimp} SOURCE --out DIR`: published benchmarks to our item
+format.
 
-Writes `DIR/items.jsonl` (lst_train.evaluation.items) and `DIR/audio/`. Sources are read from local files (users
+Writes `DIR/items.jsonl` (lst_train.evaluation.items) and `DIR/audio/` (sWUGGY and sBLIMP items point at the
+release's own wav files). Sources are read from local files (users
 download them); bad records are skipped, counted by reason and logged. Text-only sources are spoken by espeak-ng
 (one voice and rate for the whole set, with word timings) unless `--no-tts`.
 """
 
 import argparse
+import functools
 from pathlib import Path
 
 from lst_train.data.skips import SkipCounter
 from lst_train.corpora.convert_hellaswag import convert_hellaswag
 from lst_train.corpora.convert_items import ConvertError, ConvertOptions, prepare_out
 from lst_train.corpora.convert_storycloze import convert_storycloze
+from lst_train.corpora.convert_zerospeech import FOLDERS, convert_zerospeech
+
+CONVERTERS = {"storycloze": convert_storycloze, "hellaswag": convert_hellaswag,
+              **{name: functools.partial(convert_zerospeech, name) for name in FOLDERS}}
 
 
 def _run(args: argparse.Namespace) -> None:
     skips = SkipCounter()
-    convert = {"storycloze": convert_storycloze, "hellaswag": convert_hellaswag}[args.benchmark]
+    convert = CONVERTERS[args.benchmark]
     if not args.source.exists():
         raise SystemExit(f"lst-train eval convert: {args.source} does not exist: pass the downloaded "
                          f"{args.benchmark} file or folder")
@@ -31,6 +38,8 @@ def _run(args: argparse.Namespace) -> None:
             if created:
                 args.out.rmdir()
         raise SystemExit(f"lst-train eval convert: {err}") from None
+    if not any((args.out / "audio").iterdir()):
+        (args.out / "audio").rmdir()  # text-only items, or items that point at a release's own audio
     print(f"wrote {args.out / 'items.jsonl'}: {len(items)} items; skipped {skips.as_dict()}")
 
 
@@ -43,14 +52,21 @@ def build_convert_parser() -> argparse.ArgumentParser:
     story.add_argument("source", type=Path, help="the release's sSC or tSC folder, or a StoryCloze .csv")
     hella = benchmarks.add_parser("hellaswag", help="HellaSwag jsonl (hellaswag_val.jsonl), spoken by espeak-ng")
     hella.add_argument("source", type=Path, help="e.g. hellaswag_val.jsonl")
-    for sub in (story, hella):
+    pairs = [benchmarks.add_parser(name, help=f"ZeroSpeech 2021 {folder}/dev or /test folder (wav files and "
+                                   "gold.csv): pair-preference items without a context, scored in s2s and t2t")
+             for name, folder in FOLDERS.items()]
+    for sub in pairs:
+        sub.add_argument("source", type=Path, help="the folder holding gold.csv and the wav files")
+        sub.set_defaults(no_tts=False, voice="en-us", rate=175)
+    for sub in (story, hella, *pairs):
         sub.add_argument("--out", type=Path, required=True, help="a new or empty folder")
         sub.add_argument("--limit", type=int, help="convert only the first N usable items")
         sub.add_argument("--seed", type=int, default=0, help="order of the endings (release folders only)")
+        sub.set_defaults(run=_run)
+    for sub in (story, hella):
         sub.add_argument("--no-tts", action="store_true", help="text-only items (T→T) from text sources")
         sub.add_argument("--voice", default="en-us", help="espeak-ng voice for text sources (default en-us)")
         sub.add_argument("--rate", type=int, default=175, help="espeak-ng words per minute (default 175)")
-        sub.set_defaults(run=_run)
     return parser
 
 

@@ -44,16 +44,20 @@ def add_data_build_demo_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_build_demo_eval(args: argparse.Namespace) -> None:
     try:
-        summary = build_demo_eval(args.out, args.items, args.seed)
+        summary = build_demo_eval(args.out, args.items, args.seed, n_pairs=args.pairs)
     except BuildError as err:
         raise SystemExit(f"lst-train: {err}") from None
-    print(f"wrote {args.out}: {summary['items']} items (2-way and 4-way), {summary['dropped']} dropped")
+    pairs = ", ".join(f"{n} {kind} pairs" for kind, n in summary["pairs"].items())
+    print(f"wrote {args.out}: {summary['items']} stories (2-way and 4-way), {summary['dropped']} dropped; {pairs}, "
+          f"{sum(summary['pairs_dropped'].values())} dropped")
 
 
 def add_data_build_demo_eval_parser(data_commands) -> None:
-    parser = data_commands.add_parser("build-demo-eval", help="a spoken StoryCloze-like set from held-out text")
+    parser = data_commands.add_parser("build-demo-eval", help="spoken StoryCloze-like and sWUGGY / sBLIMP-like "
+                                      "pair sets from held-out text")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--items", type=int, default=100, help="stories")
+    parser.add_argument("--pairs", type=int, help="pairs of each kind (default: 4 × --items)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_build_demo_eval)
 

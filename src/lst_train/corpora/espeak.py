@@ -145,6 +145,14 @@ def _split_group(phonemes: list[int], counts: list[int]) -> list[list[int]]:
     return [phonemes[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def phonemes(text: str, voice: str = "en-us") -> list[bytes]:
+    """The phonemes espeak-ng speaks `text` with (pauses left out), in order: equal lists sound alike."""
+    engine = _engine()
+    engine.set_voice(voice, 175)
+    _, events = engine.run(text)
+    return [name for _, _, name in sorted(events, key=lambda event: event[0]) if not name.startswith(b"_")]
+
+
 def synthesize(text: str, voice: str = "en-us", rate: int = 175) -> Synthesis:
     """Speak `text` with an espeak-ng voice (e.g. "en" (British), "en-us+f3") at `rate` words per minute.
 

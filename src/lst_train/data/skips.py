@@ -24,7 +24,7 @@ REASONS = (
     "silent_audio",         # peak amplitude below the silence threshold
     "audio_too_long",       # longer than data.codec.max_seconds
     "invalid_units",        # pre-computed units that are not integers in the codebook range, or no frame rate
-    "missing_text",         # a text record without a non-empty "text" string
+    "missing_text",         # a text record without a non-empty "text" string; an empty text ending (evaluation)
     "missing_audio",        # an evaluation item or manifest line whose audio file is missing
     "missing_transcript",   # packing: an audio file with no transcript (trans.txt line, manifest text, KEY.txt)
     "invalid_manifest",     # packing: a manifest line that does not parse or lacks an audio path / text
@@ -32,6 +32,8 @@ REASONS = (
     "audio_too_short",      # packing: shorter than --min-seconds
     "unalignable",          # forced alignment: a word the dictionary lacks, or the search lost the transcript
     "no_word_timings",      # a speech sample with a transcript but no word timings (packed --keep-unaligned)
+    "no_context",           # a pair-preference evaluation item (no context) in a cross-modal setting (s2t, t2s)
+    "unpaired",             # a benchmark record without its counterpart (a word without its nonword) (eval convert)
     "unsplit_audio",        # a spoken story pair with no consistent context/ending pause (eval convert)
     "too_long_for_heldout", # a held-out document longer than the model's row (the same for every architecture)
 )

@@ -1,10 +1,13 @@
-"""Scores every family's final model, in this process: on the demo evaluation set in S→S, T→T, S→T, T→S, and the
+"""Scores every family's final model, in this process: on the demo's stories in S→S, T→T, S→T, T→S, on its word and
+syntax pairs in S→S and T→T, and the
 held-out loss on the corpus's valid/ and test/ splits (speech-only and text documents: the same tokens for every
 family and seed).
 
 Families that share the codec and vocabulary share the encoded audio: each file goes through the codec once for
 all of them (families with other speech tokens, e.g. k-means units or one Mimi codebook, get their own).
 """
+
+import os
 
 from lst_train.config import SourceConfig, SourceKind
 from lst_train.data.heldout import heldout_documents
@@ -27,7 +30,8 @@ def _shared(shared: dict, cfg, vocab) -> tuple[SpeechTextTokenizer, dict]:
     return shared[key]
 
 
-def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 16, out=print) -> dict:
+def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 16, out=print,
+                  settings: tuple[str, ...] = tuple(SETTINGS)) -> dict:
     """run name -> {setting: {items, correct_sum, correct_mean, accuracy_sum, accuracy_mean}, 'skipped': {...}}."""
     skips = SkipCounter()
     items = read_items(items_path, skips)
@@ -38,11 +42,12 @@ def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 1
         builder = PromptBuilder(tokenizer, evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps),
                                 speech_cache)
         run_skips = SkipCounter(skips.as_dict())
-        results[name] = evaluate(model, builder, items, list(SETTINGS), run_skips, batch_size, progress=True,
+        results[name] = evaluate(model, builder, items, list(settings), run_skips, batch_size, progress=True,
                                  pad_to_multiple=cfg.data.pad_to_multiple)
         results[name]["skipped"] = run_skips.as_dict()
-        line = ", ".join(f"{s} {results[name][s]['accuracy_mean']:.3f}" for s in SETTINGS)
-        out(f"{name}: accuracy (per-token mean) {line} on {results[name]['s2s']['items']} items")
+        line = ", ".join(f"{s} {results[name][s]['accuracy_mean']:.3f}" for s in settings)
+        out(f"{name}: {os.path.basename(items_path)}: accuracy (per-token mean) {line} on "
+            f"{results[name][settings[0]]['items']} items")
     return results
 
 

@@ -1,10 +1,10 @@
 """`lst-train demo [--scale S] [--out demo_out]`: the whole story on one machine.
 
 1. the offline demo corpus (KJV text, espeak-ng speech with word timings, a BPE file);
-2. a held-out StoryCloze-like evaluation set, spoken;
+2. held-out evaluation sets, spoken: StoryCloze-like stories, sWUGGY / sBLIMP-like word and syntax pairs;
 3. the sweep in recipes/sweep_make_demo.yaml (baseline, LST static-4, LST curriculum at equal training FLOPs), planned;
 4. trained under torchrun (2 ranks by default), streaming the training logs;
-5. every family scored in S→S, T→T, S→T, T→S and by its held-out loss (valid and test splits, the same tokens for
+5. every family scored in S→S, T→T, S→T, T→S (stories), S→S and T→T (pairs) and by its held-out loss (valid and test splits, the same tokens for
    every family); report.md with the tables and plots.
 Re-running reuses what is finished (corpus, evaluation set, finished runs) and resumes an interrupted run.
 `--scale` multiplies the corpus, the evaluation set and the FLOP budget.
@@ -28,6 +28,8 @@ from lst_train.sweeps.plan import format_table, plan_sweep, reference_family, wr
 
 DEFAULT_SWEEP = "recipes/sweep_make_demo.yaml"  # relative to the repository root, like the recipes it names
 EVAL_ITEMS = 40
+PAIR_KINDS = ("lexical", "syntax")  # pairs_KIND.jsonl of the evaluation set
+PAIR_SETTINGS = ("s2s", "t2t")  # a pair has no context to cross modality from
 
 
 def _stage(number: int, title: str) -> None:
@@ -53,14 +55,16 @@ def demo_corpus(path: str, minutes: float) -> None:
 
 
 def demo_eval_set(path: str, items: int) -> str:
-    if not _reusable(path, {"items": items}):
+    """The evaluation folder (storycloze_2way.jsonl, pairs_lexical.jsonl, pairs_syntax.jsonl), built or reused."""
+    wanted = {"items": items, "pairs": PAIR_KINDS}
+    if not _reusable(path, wanted):
         shutil.rmtree(path, ignore_errors=True)
         build_demo_eval(Path(path), n_items=items)
         with open(os.path.join(path, "manifest.json"), "w") as f:
-            json.dump({"items": items}, f)
+            json.dump(wanted, f)
     else:
         print(f"reusing {path} ({items} items)")
-    return os.path.join(path, "storycloze_2way.jsonl")
+    return path
 
 
 def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[int] | None = None):
@@ -99,8 +103,9 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     _stage(1, f"demo corpus: {minutes:g} min of speech, KJV text")
     demo_corpus(os.path.join(out, "data"), minutes)
     n_items = max(4, round(EVAL_ITEMS * scale))
-    _stage(2, f"evaluation set: {n_items} held-out stories, spoken")
-    items = demo_eval_set(os.path.join(out, "eval"), n_items)
+    _stage(2, f"evaluation sets: {n_items} held-out stories, {4 * n_items} word and {4 * n_items} syntax pairs, "
+              "spoken")
+    eval_dir = demo_eval_set(os.path.join(out, "eval"), n_items)
     _stage(3, "plan: equal training FLOPs per family (exact counter)")
     plan = plan_sweep(sweep)
     write_plan(plan)
@@ -114,9 +119,11 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     rows = label_rows(collect(sweep))
     for row, cell in zip(rows, plan.cells):
         row["run_dir"] = cell.run_dir
-    _stage(5, "evaluate S→S, T→T, S→T, T→S and the held-out loss, write the report")
+    _stage(5, "evaluate S→S, T→T, S→T, T→S, the pairs and the held-out loss, write the report")
     runs = {run_label(row): cell.run_dir for row, cell in zip(rows, plan.cells)}
-    accuracies = evaluate_runs(runs, items)
+    accuracies = evaluate_runs(runs, os.path.join(eval_dir, "storycloze_2way.jsonl"))
+    pairs = {kind: evaluate_runs(runs, os.path.join(eval_dir, f"pairs_{kind}.jsonl"), settings=PAIR_SETTINGS)
+             for kind in PAIR_KINDS}
     splits = {split: os.path.join(out, "data", split) for split in ("valid", "test")}
     heldout = heldout_runs(runs, splits)
     with open(os.path.join(out, "heldout.json"), "w") as f:
@@ -130,7 +137,8 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     tensorboard = f"tensorboard --logdir {os.path.join(sweep.out_dir, 'runs')}"
     reference = reference_family(sweep)
     references = {f.name: f.compare_to or reference for f in sweep.families}
-    report = write_report(out, header, table, rows, accuracies, heldout, 2, reference, tensorboard, references)
+    report = write_report(out, header, table, rows, accuracies, heldout, 2, reference, tensorboard, references,
+                          pairs)
     print(f"\nreport: {report}\nTensorBoard logs: {os.path.join(sweep.out_dir, 'runs')}/*/tb — view them with\n"
           f"  .venv/bin/{tensorboard}\nthen open http://localhost:6006")
     return report

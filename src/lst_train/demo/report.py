@@ -146,6 +146,22 @@ def accuracy_table(accuracies: dict) -> list[str]:
     return lines
 
 
+def pair_table(pairs: dict) -> list[str]:
+    """Per run: accuracy (per-token mean / sum) on each kind of pair, spoken and written."""
+    columns = [(kind, setting) for kind, results in pairs.items() for setting in next(iter(results.values()))
+               if setting in SETTING_TITLES]
+    head = " | ".join(f"{kind} {SETTING_TITLES[setting]} mean / sum" for kind, setting in columns)
+    lines = [f"| family | {head} |", "|" + "---|" * (len(columns) + 1)]
+    for family in next(iter(pairs.values())):
+        cells = " | ".join(f"{_number(pairs[kind][family][s]['accuracy_mean'], '.3f')} / "
+                           f"{_number(pairs[kind][family][s]['accuracy_sum'], '.3f')}" for kind, s in columns)
+        lines.append(f"| {family} | {cells} |")
+    first = {kind: next(iter(results.values())) for kind, results in pairs.items()}
+    lines += ["", "Pairs per column: " + ", ".join(f"{kind} {SETTING_TITLES[s]} {first[kind][s]['items']}"
+                                                   for kind, s in columns) + "."]
+    return lines
+
+
 def heldout_table(heldout: dict) -> list[str]:
     """Per run and split: nats per second of speech and per speech token on the speech documents, nats per
     text token on the text documents."""
@@ -247,9 +263,11 @@ def frontier(rows: list[dict], heldout: dict, references: dict[str, str]) -> lis
 
 
 def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[dict], accuracies: dict,
-                 heldout: dict, n_endings: int, reference: str, tensorboard: str, references: dict[str, str]) -> str:
+                 heldout: dict, n_endings: int, reference: str, tensorboard: str, references: dict[str, str],
+                 pairs: dict) -> str:
     """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path. `reference`: the family
-    the results are compared with; `references`: the family each family's held-out verdict is judged against."""
+    the results are compared with; `references`: the family each family's held-out verdict is judged against;
+    `pairs`: pair kind -> evaluate_runs' results."""
     loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
     best_sizes = frontier(rows, heldout, references)
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))
@@ -276,6 +294,9 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
              "LST advantage is measured at 1B parameters and beyond (`recipes/sweep_paper.yaml`).", "",
              f"## Story completion ({n_endings}-way, held-out text; accuracy with the per-token mean / the summed "
              "log-likelihood of the ending)", "", *accuracy_table(accuracies), "",
+             "## Word and syntax pairs (sWUGGY / sBLIMP-like, 2-way, no context: a held-out word against a nonword "
+             "one letter away, a held-out clause against it with two neighbouring words swapped; accuracy with the "
+             "per-token mean / the sum)", "", *pair_table(pairs), "",
              "![training loss vs FLOPs](loss_vs_flops.png)", "", "![accuracy per setting](accuracy.png)", "",
              "## Plan (`lst-train sweep plan`)", "", "```", plan_table, "```", "",
              "## TensorBoard", "", f"`{tensorboard}`", ""]

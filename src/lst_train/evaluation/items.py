@@ -1,6 +1,8 @@
 """Evaluation items: jsonl, one `{"id", "context": SEGMENT, "endings": [SEGMENT, ...], "label"}` per line, where a
 SEGMENT is `{"text": str, "audio": path relative to the file, "words": [{"word", "start", "end"}, ...]}` (audio
-needed for spoken settings, words only for aligned patching). Bad lines are skipped, counted and logged."""
+needed for spoken settings, words only for aligned patching). An item without a context (absent or null) is a
+pair-preference item (sWUGGY / sBLIMP style): each candidate is scored from the start of a row. Bad lines are
+skipped, counted and logged."""
 
 import json
 import os
@@ -20,7 +22,8 @@ class Segment:
 @dataclass
 class EvalItem:
     id: str
-    context: Segment
+    context: Segment | None
+    """None for a pair-preference item: the candidates are scored with nothing before them."""
     endings: list[Segment]
     label: int
 
@@ -50,7 +53,8 @@ def read_items(path: str, skips: SkipCounter | None = None) -> list[EvalItem]:
                 label = obj["label"]
                 if not (isinstance(label, int) and 0 <= label < len(endings) and len(endings) >= 2):
                     raise ValueError("'label' must index one of at least 2 endings")
-                items.append(EvalItem(str(obj.get("id", number)), _segment(obj["context"], base), endings, label))
+                context = None if obj.get("context") is None else _segment(obj["context"], base)
+                items.append(EvalItem(str(obj.get("id", number)), context, endings, label))
             except (ValueError, KeyError, TypeError, RecursionError) as err:
                 skips.add("invalid_json", f"{path}:{number}", str(err))
     return items

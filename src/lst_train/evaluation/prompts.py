@@ -1,6 +1,6 @@
 """Evaluation items -> token rows, with the codec, tokenizer, markers and patcher of training.
 
-A row is `<bos> <marker> context [<marker>] ending`: an ending in the context's modality continues its span and is
+A row is `<bos> <marker> context [<marker>] ending` (`<bos> <marker> ending` for an item without a context): an ending in the context's modality continues its span and is
 patched as one span with it (exactly as training patches a whole utterance: no short patch at the join), and one in
 the other modality opens a new `<t>` / `<s>` span. Models trained with a
 curriculum (or mixed) patcher are evaluated with static patches; aligned models with the word timings.
@@ -57,11 +57,16 @@ class PromptBuilder:
             return self.speech_span(segment)
         return Span(False, self.tokenizer.text.encode((" " if continues else "") + segment.text.strip()))
 
-    def build(self, context: Segment, ending: Segment, setting: str) -> tuple[Piece, int]:
-        """The row and the index of the ending's first token."""
+    def build(self, context: Segment | None, ending: Segment, setting: str) -> tuple[Piece, int]:
+        """The row and the index of the ending's first token. Without a context (a pair-preference item) the row is
+        `<bos> <marker> ending`, the ending in the setting's ending modality, and every ending token is scored."""
         context_speech, ending_speech = SETTINGS[setting]
         piece = Piece()
         piece.add_patch([self.vocab.bos], KIND_SINGLE)
+        if context is None:
+            ending_span = self.span(ending, ending_speech)
+            render_span(piece, ending_span, self.vocab, self.patcher, self.aligned)
+            return piece, len(piece.tokens) - len(ending_span.tokens)
         context_span = self.span(context, context_speech)
         ending_span = self.span(ending, ending_speech, continues=context_speech == ending_speech)
         if context_speech == ending_speech:

@@ -42,9 +42,18 @@ def evaluate(model: nn.Module, builder: PromptBuilder, items: list[EvalItem], se
         context_speech, ending_speech = SETTINGS[setting]
         rows, owners = [], []
         for item in tqdm(items, desc=setting, unit="item", disable=not progress):
-            needs_audio = [item.context] * context_speech + item.endings * ending_speech
+            if item.context is None and context_speech != ending_speech:
+                skips.add("no_context", f"{setting}:{item.id}", "a pair-preference item has no context to cross "
+                          "modality from: score it in s2s or t2t")
+                continue
+            needs_audio = item.endings * ending_speech
+            if context_speech and item.context is not None:
+                needs_audio = [item.context, *needs_audio]
             if any(not segment.audio for segment in needs_audio):
                 skips.add("missing_audio", f"{setting}:{item.id}", "the item has no audio for a spoken setting")
+                continue
+            if not ending_speech and any(not ending.text.strip() for ending in item.endings):
+                skips.add("missing_text", f"{setting}:{item.id}", "an empty text ending has no token to score")
                 continue
             try:  # a bad item (unreadable audio, malformed word timings) is skipped and counted, never fatal
                 item_rows = [builder.build(item.context, ending, setting) for ending in item.endings]
