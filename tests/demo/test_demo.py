@@ -75,4 +75,5 @@ def test_demo_at_the_smallest_scale_writes_the_whole_report(tmp_path):
     again = subprocess.run([sys.executable, "-m", "lst_train", "demo", "--scale", "0.01", "--seeds", "0", "1",
                             "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count("finished, skipped") == 6 and "reusing" in again.stdout
+    assert again.stdout.count("finished, skipped") == 6
+    assert f"reusing {out / 'data'}" in again.stdout and f"reusing {out / 'eval'}" in again.stdout

@@ -4,8 +4,8 @@
 2. held-out evaluation sets, spoken: StoryCloze-like stories, sWUGGY / sBLIMP-like word and syntax pairs;
 3. the sweep in recipes/sweep_make_demo.yaml (baseline, LST static-4, LST curriculum at equal training FLOPs), planned;
 4. trained under torchrun (2 ranks by default), streaming the training logs;
-5. every family scored in S→S, T→T, S→T, T→S (stories), S→S and T→T (pairs) and by its held-out loss (valid and test splits, the same tokens for
-   every family); report.md with the tables and plots.
+5. every family scored in S→S, T→T, S→T, T→S (stories), S→S and T→T (pairs) and by its held-out loss (valid and
+   test splits, the same tokens for every family); report.md with the tables and plots.
 Re-running reuses what is finished (corpus, evaluation set, finished runs) and resumes an interrupted run.
 `--scale` multiplies the corpus, the evaluation set and the FLOP budget.
 """
@@ -28,6 +28,7 @@ from lst_train.sweeps.plan import format_table, plan_sweep, reference_family, wr
 
 DEFAULT_SWEEP = "recipes/sweep_make_demo.yaml"  # relative to the repository root, like the recipes it names
 EVAL_ITEMS = 40
+PAIRS_PER_STORY = 4  # pairs of each kind per story: a pair is two short segments, a story five long ones
 PAIR_KINDS = ("lexical", "syntax")  # pairs_KIND.jsonl of the evaluation set
 PAIR_SETTINGS = ("s2s", "t2t")  # a pair has no context to cross modality from
 
@@ -54,16 +55,16 @@ def demo_corpus(path: str, minutes: float) -> None:
     build_demo_corpus(Path(path), minutes=minutes)
 
 
-def demo_eval_set(path: str, items: int) -> str:
+def demo_eval_set(path: str, items: int, pairs: int) -> str:
     """The evaluation folder (storycloze_2way.jsonl, pairs_lexical.jsonl, pairs_syntax.jsonl), built or reused."""
-    wanted = {"items": items, "pairs": PAIR_KINDS}
+    wanted = {"items": items, "pairs": pairs}
     if not _reusable(path, wanted):
         shutil.rmtree(path, ignore_errors=True)
-        build_demo_eval(Path(path), n_items=items)
+        build_demo_eval(Path(path), n_items=items, n_pairs=pairs)
         with open(os.path.join(path, "manifest.json"), "w") as f:
             json.dump(wanted, f)
     else:
-        print(f"reusing {path} ({items} items)")
+        print(f"reusing {path} ({items} stories, {pairs} pairs of each kind)")
     return path
 
 
@@ -103,9 +104,9 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     _stage(1, f"demo corpus: {minutes:g} min of speech, KJV text")
     demo_corpus(os.path.join(out, "data"), minutes)
     n_items = max(4, round(EVAL_ITEMS * scale))
-    _stage(2, f"evaluation sets: {n_items} held-out stories, {4 * n_items} word and {4 * n_items} syntax pairs, "
-              "spoken")
-    eval_dir = demo_eval_set(os.path.join(out, "eval"), n_items)
+    n_pairs = PAIRS_PER_STORY * n_items
+    _stage(2, f"evaluation sets: {n_items} held-out stories, {n_pairs} word and {n_pairs} syntax pairs, spoken")
+    eval_dir = demo_eval_set(os.path.join(out, "eval"), n_items, n_pairs)
     _stage(3, "plan: equal training FLOPs per family (exact counter)")
     plan = plan_sweep(sweep)
     write_plan(plan)
