@@ -98,6 +98,10 @@ class DataConfig:
     """Loader worker processes per rank (0 = in the training process)."""
     seed: int = 0
     """Seed of shard order, mixture draws, interleaving and patcher choices."""
+    shuffle_buffer: int = 0
+    """Documents each source holds and draws from at random (0 = shard order). Shards are already reshuffled every
+    epoch; this also mixes the documents within and across neighbouring shards (a shard is often one book or one
+    speaker). The buffer travels in the loader state: memory and checkpoint size grow with it."""
     pad_to_multiple: int = 64
     """Pad each batch's token length up to a multiple of this (fewer distinct shapes for torch.compile)."""
     cache_dir: str = ""
@@ -130,6 +134,7 @@ def validate_data(cfg: DataConfig) -> None:
     check(cfg.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.batch_size}")
     check(cfg.num_workers >= 0, "data.num_workers", f"must be >= 0, got {cfg.num_workers}")
     check(cfg.pad_to_multiple >= 1, "data.pad_to_multiple", f"must be >= 1, got {cfg.pad_to_multiple}")
+    check(cfg.shuffle_buffer >= 0, "data.shuffle_buffer", f"must be >= 0 (0 = shard order), got {cfg.shuffle_buffer}")
     check(cfg.codec.kind != "kmeans" or cfg.codec.weights != "", "data.codec.weights",
           "data.codec.kind=kmeans needs the units file: make one with `lst-train tokenizer train-units`")
     check(cfg.codec.batch_size >= 1, "data.codec.batch_size", f"must be >= 1, got {cfg.codec.batch_size}")

@@ -37,6 +37,7 @@ class LoaderSpec:
         return Patcher(self.patching, self.total_steps) if self.model.arch == "lst" else None
 
     def reading(self, sources: list[SourceConfig]) -> "LoaderSpec":
-        """The same loader over evaluation.validation's sources, in the calling process."""
-        return dataclasses.replace(self, data=dataclasses.replace(self.data, sources=sources, num_workers=0),
-                                   sources_key="evaluation.validation")
+        """The same loader over evaluation.validation's sources, in the calling process, in shard order (the same
+        first rows at every evaluation, without filling a shuffle buffer first)."""
+        data = dataclasses.replace(self.data, sources=sources, num_workers=0, shuffle_buffer=0)
+        return dataclasses.replace(self, data=data, sources_key="evaluation.validation")

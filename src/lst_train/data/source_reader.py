@@ -30,19 +30,24 @@ class TextItem:
     text: str
 
 
-def _prepared_state(entry: tuple) -> tuple:
+def item_state(entry: tuple) -> tuple:
+    """(identity, TextItem | Utterance | SkipSample) as plain data and tensors for the loader state."""
     identity, result = entry
     if isinstance(result, SkipSample):
         return identity, {"skip": [result.reason, result.where, result.detail]}
+    if isinstance(result, TextItem):
+        return identity, {"text_item": asdict(result)}
     payload = asdict(result)
     payload["frames"] = torch.from_numpy(payload["frames"])  # a tensor: loader state loads with weights_only
     return identity, payload
 
 
-def _prepared_from_state(entry: tuple) -> tuple:
+def item_from_state(entry: tuple) -> tuple:
     identity, payload = entry
     if "skip" in payload:
         return identity, SkipSample(*payload["skip"])
+    if "text_item" in payload:
+        return identity, TextItem(**payload["text_item"])
     return identity, Utterance(**(payload | {"frames": np.asarray(payload["frames"])}))
 
 
@@ -133,11 +138,11 @@ class SourceReader:
             self.prepared.append((identity, result))
 
     def state_dict(self) -> dict:
-        return {"cursor": self.cursor.state_dict(), "prepared": [_prepared_state(entry) for entry in self.prepared]}
+        return {"cursor": self.cursor.state_dict(), "prepared": [item_state(entry) for entry in self.prepared]}
 
     def load_state_dict(self, state: dict) -> None:
         self.cursor.load_state_dict(state["cursor"])
-        self.prepared = deque(_prepared_from_state(entry) for entry in state["prepared"])
+        self.prepared = deque(item_from_state(entry) for entry in state["prepared"])
 
     def restart_epoch(self, epoch: int) -> None:
         """Read epoch `epoch` from its beginning, with nothing prepared (another reader split's state)."""

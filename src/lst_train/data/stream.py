@@ -1,6 +1,7 @@
 """The data stream of one reader (a rank's loader worker), as small stages in a chain:
 
     SourceReader (one per source)  records -> text items / utterances     state: shard cursor, encoded queue
+    ShuffleBuffer (data.shuffle_buffer > 0)  items in a random order       state: the buffered items, draws
     DocumentBuilder                items -> documents                      stateless (RNG seeded by identity)
     TokenShareMixture              which source next                       state: tokens and documents per source
     PieceRenderer                  documents -> patched pieces             stateless (RNG seeded by identity)
@@ -20,6 +21,7 @@ from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.mixture import TokenShareMixture
 from lst_train.data.packing import RowPacker
 from lst_train.data.pieces import Piece, PieceRenderer
+from lst_train.data.shuffle_buffer import ShuffleBuffer, item_epoch
 from lst_train.data.skips import LOG, SkipCounter, SkipSample
 from lst_train.data.source_reader import SourceReader
 from lst_train.data.speech_text import SpeechTextTokenizer
@@ -41,6 +43,9 @@ class ReaderStream:
         self.tokenizer = SpeechTextTokenizer.from_config(data, vocab)
         self.sources = [SourceReader(source, i, paths, reader, n_readers, data, self.tokenizer, self.skips)
                         for i, (source, paths) in enumerate(zip(data.sources, shards))]
+        if data.shuffle_buffer:
+            self.sources = [ShuffleBuffer(source, data.shuffle_buffer, f"{data.seed}|{i}|{reader}")
+                            for i, source in enumerate(self.sources)]
         self.sequence_kinds = [source.sequence_kind for source in data.sources]
         self.documents = DocumentBuilder(self.tokenizer.text, vocab, data.interleave, data.seed)
         self.mixture = TokenShareMixture(source_shares(data.sources))
@@ -99,18 +104,33 @@ class ReaderStream:
             self._regroup(state)
             return
         for source, source_state in zip(self.sources, state["sources"]):
+            buffered = "buffer" in source_state
+            if buffered and not isinstance(source, ShuffleBuffer):
+                if source_state["buffer"]:
+                    LOG.warning("reader %d: data.shuffle_buffer is now 0: the %d documents the checkpoint's shuffle "
+                                "buffer held are not read", self.reader, len(source_state["buffer"]))
+                source_state = source_state["reader"]
+            elif isinstance(source, ShuffleBuffer) and not buffered:  # turned on: the buffer starts empty
+                source_state = {"reader": source_state, "buffer": [], "draws": 0}
             source.load_state_dict(source_state)
         self.packer.load_state_dict(state["packer"])
 
     def _regroup(self, state: dict) -> None:
         """The state of another reader split (the number of ranks changed): its shard positions mean nothing
-        here, so every source restarts the epoch it was in, with no unfinished document or encoded queue; what
-        was read of those epochs is read again, nothing is skipped; the mixture and the clock (curriculum,
+        here, so every source restarts the epoch it was in, with no unfinished document, encoded queue or shuffle
+        buffer; what was read of those epochs is read again, nothing of them is skipped (documents of the epoch
+        before still in a shuffle buffer are dropped, and logged); the mixture and the clock (curriculum,
         step) continue. Only the reader with the old reader's id keeps its skip counts, so that the sum over readers
         counts no skip twice (with fewer ranks, the counts of readers that are gone are not carried on)."""
-        epochs = [source_state["cursor"]["epoch"] for source_state in state["sources"]]
+        readers = [source_state.get("reader", source_state) for source_state in state["sources"]]
+        epochs = [reader_state["cursor"]["epoch"] for reader_state in readers]
         for source, epoch in zip(self.sources, epochs):
             source.restart_epoch(epoch)
+        dropped = sum(item_epoch(identity) < epoch for source_state, epoch in zip(state["sources"], epochs)
+                      for identity, _ in source_state.get("buffer", []))
+        if dropped:  # those of the current epoch are read again; these were read in the epoch before
+            LOG.warning("reader %d: %d documents of an earlier epoch held in the old reader's shuffle buffers are not "
+                        "read (the number of ranks changed)", self.reader, dropped)
         if state["reader"] != self.reader:
             self.skips.counts.clear()
         LOG.warning("reader %d of %d continues from the state of reader %d of %s (the number of ranks changed): "

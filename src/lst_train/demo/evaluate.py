@@ -1,7 +1,6 @@
-"""Scores every family's final model, in this process: on the demo's stories in S→S, T→T, S→T, T→S, on its word and
-syntax pairs in S→S and T→T, and the
-held-out loss on the corpus's valid/ and test/ splits (speech-only and text documents: the same tokens for every
-family and seed).
+"""Scores every family's final model, in this process: on the demo's stories in S→S, T→T, S→T, T→S, on its word
+and syntax pairs in S→S and T→T, and the held-out loss on the corpus's valid/ and test/ splits (speech-only and
+text documents: the same tokens for every family and seed).
 
 Families that share the codec and vocabulary share the encoded audio: each file goes through the codec once for
 all of them (families with other speech tokens, e.g. k-means units or one Mimi codebook, get their own).

@@ -2,7 +2,8 @@
 
 1. the offline demo corpus (KJV text, espeak-ng speech with word timings, a BPE file);
 2. held-out evaluation sets, spoken: StoryCloze-like stories, sWUGGY / sBLIMP-like word and syntax pairs;
-3. the sweep in recipes/sweep_make_demo.yaml (baseline, LST static-4, LST curriculum at equal training FLOPs), planned;
+3. the sweep in recipes/sweep_make_demo.yaml (baseline, LST static-4, LST curriculum at equal training FLOPs),
+   planned;
 4. trained under torchrun (2 ranks by default), streaming the training logs;
 5. every family scored in S→S, T→T, S→T, T→S (stories), S→S and T→T (pairs) and by its held-out loss (valid and
    test splits, the same tokens for every family); report.md with the tables and plots.

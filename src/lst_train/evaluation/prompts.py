@@ -1,9 +1,10 @@
 """Evaluation items -> token rows, with the codec, tokenizer, markers and patcher of training.
 
-A row is `<bos> <marker> context [<marker>] ending` (`<bos> <marker> ending` for an item without a context): an ending in the context's modality continues its span and is
-patched as one span with it (exactly as training patches a whole utterance: no short patch at the join), and one in
-the other modality opens a new `<t>` / `<s>` span. Models trained with a
-curriculum (or mixed) patcher are evaluated with static patches; aligned models with the word timings.
+A row is `<bos> <marker> context [<marker>] ending` (`<bos> <marker> ending` for an item without a context): an
+ending in the context's modality continues its span and is patched as one span with it (exactly as training patches
+a whole utterance: no short patch at the join), and one in the other modality opens a new `<t>` / `<s>` span.
+Models trained with a curriculum (or mixed) patcher are evaluated with static patches; aligned models with the word
+timings.
 """
 
 import dataclasses
