@@ -99,3 +99,19 @@ def test_turning_the_buffer_on_or_off_at_a_resume_loads_and_says_what_it_drops(c
 def test_a_negative_buffer_is_a_config_error(corpus):
     with pytest.raises(ConfigError, match=r"^data\.shuffle_buffer: must be >= 0 \(0 = shard order\), got -1$"):
         _config(corpus, "data.shuffle_buffer=-1")
+
+
+def test_a_buffered_state_resumes_on_another_number_of_readers(corpus):
+    """Two readers' state given to one (the number of ranks changed): each source restarts its epoch with an empty
+    buffer and the stream goes on."""
+    cfg = _config(corpus, "data.shuffle_buffer=6")
+    stream = reader_stream(cfg, reader=1, n_readers=2)
+    for _ in range(3):
+        stream.next_batch()
+    state = stream.state_dict()
+    assert any(source["buffer"] for source in state["sources"])
+    alone = reader_stream(cfg)
+    alone.load_state_dict(state)
+    assert all(not source.buffer for source in alone.sources)
+    assert [source.epoch for source in alone.sources] == [s["reader"]["cursor"]["epoch"] for s in state["sources"]]
+    assert alone.next_batch().tokens.shape[0] == cfg.data.batch_size
