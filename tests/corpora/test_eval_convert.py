@@ -245,6 +245,13 @@ def test_swuggy_and_sblimp_folders_become_pair_items_that_score(tmp_path: Path,
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["s2s"]["items"] == results["t2t"]["items"] == 2 and results["s2t"]["items"] == 0
     assert results["skipped"] == {"no_context": 2}  # a pair has no context to cross modality from
+    assert main(["eval", str(export), "--data", str(tmp_path / "sb" / "items.jsonl"), "--out",
+                 str(tmp_path / "default.json"), "--device", "cpu"]) == 0
+    default = json.loads((tmp_path / "default.json").read_text())
+    assert set(default) == {"s2s", "t2t", "skipped"} and default["skipped"] == {}  # a pair set: S→S and T→T
+    assert default["s2s"] == results["s2s"] and default["t2t"] == results["t2t"]
+    with pytest.raises(SystemExit, match=r"--data .*nowhere.jsonl: no such file"):
+        main(["eval", str(export), "--data", str(tmp_path / "nowhere.jsonl")])
 
     (tmp_path / "nothing").mkdir()
     _stops_with_one_line([

@@ -52,11 +52,21 @@ def _print_heldout(result: dict, sources: list[SourceConfig]) -> None:
               f"{fmt(summary['nats_per_speech_token']):>16}  {fmt(summary['nats_per_speech_second']):>17}")
 
 
+def default_settings(items: list) -> list[str]:
+    """All four settings; S→S and T→T only when no item has a context (a pair set: nothing to cross from)."""
+    return ["s2s", "t2t"] if items and all(item.context is None for item in items) else list(SETTINGS)
+
+
 def _run(args: argparse.Namespace) -> None:
     if not args.data and not args.validation:
         raise SystemExit("lst-train eval: give --data ITEMS.jsonl (story completion), --validation GLOB (held-out "
                          "loss), or both")
-    settings = args.settings.split(",") if args.data else []
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    skips = SkipCounter()
+    if args.data and not os.path.isfile(args.data):
+        raise SystemExit(f"lst-train eval: --data {args.data}: no such file (items jsonl, see docs/evaluation.md)")
+    items = read_items(args.data, skips) if args.data else []
+    settings = [] if not args.data else args.settings.split(",") if args.settings else default_settings(items)
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise SystemExit(f"lst-train eval: unknown settings {unknown}; choose from {sorted(SETTINGS)}")
@@ -65,11 +75,9 @@ def _run(args: argparse.Namespace) -> None:
     model.to(eval_device(args.device, os.environ.get("LOCAL_RANK")))
     tokenizer = SpeechTextTokenizer.from_config(cfg.data, model.vocab)
     patcher = evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps)
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    skips = SkipCounter()
     results = {}
     if args.data:  # under torchrun every rank scores its share of the items, and of the held-out documents
-        items = read_items(args.data, skips)[rank::world_size]
+        items = items[rank::world_size]
         results = evaluate(model, PromptBuilder(tokenizer, patcher), items, settings, skips, args.batch_size,
                            progress=rank == 0, pad_to_multiple=cfg.data.pad_to_multiple)
     if sources:
@@ -120,7 +128,8 @@ def add_eval_parser(commands) -> None:
     parser.add_argument("--documents", type=int, default=200, help="held-out documents per glob (at most)")
     parser.add_argument("--max-tokens", type=int, default=4096,
                         help="held-out documents longer than this are skipped and counted")
-    parser.add_argument("--settings", default="s2s,t2t,s2t,t2s")
+    parser.add_argument("--settings", help="comma-separated, from s2s,t2t,s2t,t2s (default: all four; s2s,t2t for "
+                        "a pair set, whose items have no context)")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
