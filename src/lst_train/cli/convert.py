@@ -2,9 +2,9 @@
 format.
 
 Writes `DIR/items.jsonl` (lst_train.evaluation.items) and `DIR/audio/` (sWUGGY and sBLIMP items point at the
-release's own wav files). Sources are read from local files (users
-download them); bad records are skipped, counted by reason and logged. Text-only sources are spoken by espeak-ng
-(one voice and rate for the whole set, with word timings) unless `--no-tts`.
+release's own wav files). Sources are read from local files (users download them); bad records are skipped,
+counted by reason and logged. Text-only sources are spoken by espeak-ng (one voice and rate for the whole set,
+with word timings) unless `--no-tts`.
 """
 
 import argparse
