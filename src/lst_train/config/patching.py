@@ -1,5 +1,6 @@
 """The `patching` section: how the LST's patcher cuts speech spans."""
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,6 +17,13 @@ class PatchStrategy(StrEnum):
 class Silence(StrEnum):
     separate = "separate"
     merged = "merged"
+
+
+def evaluation_patching(patching: "PatchingConfig") -> "PatchingConfig":
+    """What a model is scored with (items, held-out loss, validation): aligned for an aligned model, static for
+    every other (a curriculum ends static; mixed models are scored on their causal mode)."""
+    strategy = PatchStrategy.aligned if patching.strategy == PatchStrategy.aligned else PatchStrategy.static
+    return dataclasses.replace(patching, strategy=strategy)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from lst_train.config import Config, DataConfig, ModelConfig, PatchingConfig, SourceConfig
+from lst_train.config.patching import evaluation_patching
 from lst_train.data.patchers import Patcher
 from lst_train.vocab import Vocab
 
@@ -38,6 +39,8 @@ class LoaderSpec:
 
     def reading(self, sources: list[SourceConfig]) -> "LoaderSpec":
         """The same loader over evaluation.validation's sources, in the calling process, in shard order (the same
-        first rows at every evaluation, without filling a shuffle buffer first)."""
+        first rows at every evaluation, without filling a shuffle buffer first), patched as the model is scored
+        (a curriculum or mixed model on static patches, not on the aligned ones of a curriculum's first step)."""
         data = dataclasses.replace(self.data, sources=sources, num_workers=0, shuffle_buffer=0)
-        return dataclasses.replace(self, data=data, sources_key="evaluation.validation")
+        return dataclasses.replace(self, data=data, patching=evaluation_patching(self.patching),
+                                   sources_key="evaluation.validation")

@@ -7,9 +7,9 @@ Models trained with a curriculum (or mixed) patcher are evaluated with static pa
 timings.
 """
 
-import dataclasses
 
 from lst_train.config import PatchingConfig
+from lst_train.config.patching import evaluation_patching
 from lst_train.data.documents import Span, speech_tokens
 from lst_train.data.pieces import Piece, render_span
 from lst_train.data.patchers import KIND_SINGLE, Patcher
@@ -23,12 +23,9 @@ SETTINGS = {"s2s": (True, True), "t2t": (False, False), "s2t": (True, False), "t
 
 
 def evaluation_patcher(arch: str, patching: PatchingConfig, total_steps: int) -> Patcher | None:
-    """The patcher prompts of a model are cut with: none for the baseline, aligned for an aligned model, static for
-    every other (a curriculum ends static; mixed models are scored on the causal mode)."""
-    if arch != "lst":
-        return None
-    strategy = "aligned" if patching.strategy == "aligned" else "static"
-    return Patcher(dataclasses.replace(patching, strategy=strategy), total_steps)
+    """The patcher prompts of a model are cut with: none for the baseline, else config.patching's
+    evaluation_patching (aligned for an aligned model, static for every other)."""
+    return Patcher(evaluation_patching(patching), total_steps) if arch == "lst" else None
 
 
 class PromptBuilder:
