@@ -68,10 +68,10 @@ def test_a_restored_loader_with_a_shuffle_buffer_continues_exactly(corpus, worke
     stream = iter(loader)
     [next(stream) for _ in range(5)]
     buffer = io.BytesIO()
-    torch.save(loader.state_dict(), buffer)  # the buffered documents travel in the checkpoint
+    torch.save(loader.state_dict(), buffer)  # the buffered documents travel in the checkpoint, read back as it is
     expected = [next(stream) for _ in range(7)]
     resumed = recipe_loader(cfg, rank=1, world_size=2)
-    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
     resumed_stream = iter(resumed)
     got = [next(resumed_stream) for _ in range(7)]
     for a, b in zip(expected, got):
