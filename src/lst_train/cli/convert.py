@@ -30,7 +30,8 @@ def _run(args: argparse.Namespace) -> None:
     created = not args.out.exists()
     try:
         prepare_out(args.out)
-        options = ConvertOptions(args.source, args.out, args.limit, args.seed, args.no_tts, args.voice, args.rate)
+        speech = {key: getattr(args, key) for key in ("no_tts", "voice", "rate") if hasattr(args, key)}
+        options = ConvertOptions(args.source, args.out, args.limit, args.seed, **speech)
         items = convert(options, skips)
     except ConvertError as err:
         if (args.out / "audio").is_dir() and not any((args.out / "audio").iterdir()):
@@ -57,7 +58,6 @@ def build_convert_parser() -> argparse.ArgumentParser:
              for name, folder in FOLDERS.items()]
     for sub in pairs:
         sub.add_argument("source", type=Path, help="the folder holding gold.csv and the wav files")
-        sub.set_defaults(no_tts=False, voice="en-us", rate=175)
     for sub in (story, hella, *pairs):
         sub.add_argument("--out", type=Path, required=True, help="a new or empty folder")
         sub.add_argument("--limit", type=int, help="convert only the first N usable items")

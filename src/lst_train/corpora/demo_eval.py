@@ -29,13 +29,14 @@ CLAUSE_WORDS = (4, 9)  # words in a syntactic pair's clause
 def nonword(word: str, vocabulary: set[str], voice: str, rng: random.Random) -> str | None:
     """`word` with one inner letter changed within its class (vowel/consonant), not in `vocabulary` and not spoken
     with the same phonemes by `voice`; None if no try gives one."""
+    spoken = espeak.phonemes(word, voice)
     for _ in range(20):
         i = rng.randrange(1, len(word) - 1)
         pool = VOWELS if word[i] in VOWELS else CONSONANTS if word[i] in CONSONANTS else ""
         choices = [c for c in pool if c != word[i]]
         if choices:
             candidate = word[:i] + rng.choice(choices) + word[i + 1:]
-            if candidate not in vocabulary and espeak.phonemes(candidate, voice) != espeak.phonemes(word, voice):
+            if candidate not in vocabulary and espeak.phonemes(candidate, voice) != spoken:
                 return candidate
     return None
 

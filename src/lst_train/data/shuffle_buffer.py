@@ -52,7 +52,7 @@ class ShuffleBuffer:
     def load_state_dict(self, state: dict) -> None:
         self.reader.load_state_dict(state["reader"])
         self.buffer = [item_from_state(entry) for entry in state["buffer"]]
-        self.draws, self.exhausted = state["draws"], state.get("exhausted", False)
+        self.draws, self.exhausted = state["draws"], state["exhausted"]
 
     def restart_epoch(self, epoch: int) -> None:
         """Read epoch `epoch` from its beginning, with an empty buffer (another reader split's state)."""

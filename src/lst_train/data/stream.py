@@ -111,7 +111,7 @@ class ReaderStream:
                                 "buffer held are not read", self.reader, len(source_state["buffer"]))
                 source_state = source_state["reader"]
             elif isinstance(source, ShuffleBuffer) and not buffered:  # turned on: the buffer starts empty
-                source_state = {"reader": source_state, "buffer": [], "draws": 0}
+                source_state = {"reader": source_state, "buffer": [], "draws": 0, "exhausted": False}
             source.load_state_dict(source_state)
         self.packer.load_state_dict(state["packer"])
 

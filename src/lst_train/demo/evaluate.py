@@ -6,8 +6,6 @@ Families that share the codec and vocabulary share the encoded audio: each file 
 all of them (families with other speech tokens, e.g. k-means units or one Mimi codebook, get their own).
 """
 
-import os
-
 from lst_train.config import SourceConfig, SourceKind
 from lst_train.data.heldout import heldout_documents
 from lst_train.data.skips import SkipCounter
@@ -15,7 +13,7 @@ from lst_train.data.speech_text import SpeechTextTokenizer
 from lst_train.data.token_cache import codec_key
 from lst_train.evaluation.heldout import heldout_loss
 from lst_train.evaluation.items import read_items
-from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
+from lst_train.evaluation.prompts import PromptBuilder, evaluation_patcher
 from lst_train.export import load_for_eval
 from lst_train.evaluation.scoring import evaluate
 
@@ -29,24 +27,27 @@ def _shared(shared: dict, cfg, vocab) -> tuple[SpeechTextTokenizer, dict]:
     return shared[key]
 
 
-def evaluate_runs(run_dirs: dict[str, str], items_path: str, batch_size: int = 16, out=print,
-                  settings: tuple[str, ...] = tuple(SETTINGS)) -> dict:
-    """run name -> {setting: {items, correct_sum, correct_mean, accuracy_sum, accuracy_mean}, 'skipped': {...}}."""
-    skips = SkipCounter()
-    items = read_items(items_path, skips)
-    shared, results = {}, {}
-    for name, run_dir in run_dirs.items():
+def evaluate_runs(run_dirs: dict[str, str], item_sets: dict[str, tuple[str, tuple[str, ...]]], batch_size: int = 16,
+                  out=print) -> dict:
+    """set name -> run name -> {setting: {items, correct_sum, correct_mean, accuracy_sum, accuracy_mean},
+    'skipped': {...}}, for `item_sets`: set name -> (items file, settings). Each model is loaded once for every set."""
+    read_skips = {name: SkipCounter() for name in item_sets}
+    items = {name: read_items(path, read_skips[name]) for name, (path, _) in item_sets.items()}
+    shared: dict = {}
+    results: dict = {name: {} for name in item_sets}
+    for run, run_dir in run_dirs.items():
         model, cfg = load_for_eval(run_dir)
         tokenizer, speech_cache = _shared(shared, cfg, model.vocab)
         builder = PromptBuilder(tokenizer, evaluation_patcher(cfg.model.arch, cfg.patching, cfg.training.steps),
                                 speech_cache)
-        run_skips = SkipCounter(skips.as_dict())
-        results[name] = evaluate(model, builder, items, list(settings), run_skips, batch_size, progress=True,
-                                 pad_to_multiple=cfg.data.pad_to_multiple)
-        results[name]["skipped"] = run_skips.as_dict()
-        line = ", ".join(f"{s} {results[name][s]['accuracy_mean']:.3f}" for s in settings)
-        out(f"{name}: {os.path.basename(items_path)}: accuracy (per-token mean) {line} on "
-            f"{results[name][settings[0]]['items']} items")
+        for name, (_, settings) in item_sets.items():
+            run_skips = SkipCounter(read_skips[name].as_dict())
+            result = evaluate(model, builder, items[name], list(settings), run_skips, batch_size, progress=True,
+                              pad_to_multiple=cfg.data.pad_to_multiple)
+            result["skipped"] = run_skips.as_dict()
+            results[name][run] = result
+            line = ", ".join(f"{s} {result[s]['accuracy_mean']:.3f}" for s in settings)
+            out(f"{run}: {name}: accuracy (per-token mean) {line} on {result[settings[0]]['items']} items")
     return results
 
 

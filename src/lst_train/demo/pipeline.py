@@ -21,6 +21,7 @@ from pathlib import Path
 from lst_train.corpora.demo_corpus import LAYOUT, build_demo_corpus
 from lst_train.demo.evaluate import evaluate_runs, heldout_runs
 from lst_train.demo.report import label_rows, run_label, write_report
+from lst_train.evaluation.prompts import SETTINGS
 from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
 from lst_train.config.sweep import load_sweep, validate_sweep
@@ -123,9 +124,10 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
         row["run_dir"] = cell.run_dir
     _stage(5, "evaluate S→S, T→T, S→T, T→S, the pairs and the held-out loss, write the report")
     runs = {run_label(row): cell.run_dir for row, cell in zip(rows, plan.cells)}
-    accuracies = evaluate_runs(runs, os.path.join(eval_dir, "storycloze_2way.jsonl"))
-    pairs = {kind: evaluate_runs(runs, os.path.join(eval_dir, f"pairs_{kind}.jsonl"), settings=PAIR_SETTINGS)
-             for kind in PAIR_KINDS}
+    pairs = evaluate_runs(runs, {"stories": (os.path.join(eval_dir, "storycloze_2way.jsonl"), tuple(SETTINGS)),
+                                 **{kind: (os.path.join(eval_dir, f"pairs_{kind}.jsonl"), PAIR_SETTINGS)
+                                    for kind in PAIR_KINDS}})
+    accuracies = pairs.pop("stories")
     splits = {split: os.path.join(out, "data", split) for split in ("valid", "test")}
     heldout = heldout_runs(runs, splits)
     with open(os.path.join(out, "heldout.json"), "w") as f:

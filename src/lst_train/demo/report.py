@@ -267,7 +267,7 @@ def write_report(out_dir: str, header: list[str], plan_table: str, rows: list[di
                  pairs: dict) -> str:
     """report.md + loss_vs_flops.png + accuracy.png in `out_dir`; returns the report's path. `reference`: the family
     the results are compared with; `references`: the family each family's held-out verdict is judged against;
-    `pairs`: pair kind -> evaluate_runs' results."""
+    `pairs`: pair kind -> run name -> evaluate's results."""
     loss_curves_plot(rows, os.path.join(out_dir, "loss_vs_flops.png"))
     best_sizes = frontier(rows, heldout, references)
     accuracy_plot(accuracies, n_endings, os.path.join(out_dir, "accuracy.png"))

@@ -7,7 +7,6 @@ Models trained with a curriculum (or mixed) patcher are evaluated with static pa
 timings.
 """
 
-
 from lst_train.config import PatchingConfig
 from lst_train.config.patching import evaluation_patching
 from lst_train.data.documents import Span, speech_tokens
