@@ -152,3 +152,27 @@ def test_a_resume_knows_the_config_its_checkpoint_was_written_with(tmp_path):
     checkpointer.close()
     assert config_changes(state.saved_config, state.config_yaml) == ["data.batch_size: 4 -> 3",
                                                                      "training.lr: 0.001 -> 0.002"]
+
+
+def test_the_non_finite_step_counts_survive_a_resume_and_older_checkpoints_load_with_zero(tmp_path):
+    checkpointer, state, _ = _checkpointer(tmp_path / "new")
+    state.bad_steps, state.bad_in_a_row = 5, 2
+    _save(checkpointer, state, 2)
+    checkpointer.close()
+    checkpointer, state, _ = _checkpointer(tmp_path / "new")
+    assert checkpointer.resume() == 2 and (state.bad_steps, state.bad_in_a_row) == (5, 2)
+    checkpointer.close()
+    # A checkpoint written before the counts were kept: its train_state has no such keys.
+    checkpointer, state, _ = _checkpointer(tmp_path / "old")
+    state.load_counters, state.bad_steps = False, 5
+    _save(checkpointer, state, 2)
+    checkpointer.close()
+    checkpointer, state, _ = _checkpointer(tmp_path / "old")
+    state.bad_steps = 7
+    assert checkpointer.resume() == 2 and (state.step, state.bad_steps, state.bad_in_a_row) == (2, 0, 0)
+    state.bad_steps = 1
+    _save(checkpointer, state, 4)  # saved again with the counts
+    checkpointer.close()
+    checkpointer, state, _ = _checkpointer(tmp_path / "old")
+    assert checkpointer.resume() == 4 and state.bad_steps == 1
+    checkpointer.close()

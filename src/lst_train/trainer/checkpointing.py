@@ -69,24 +69,40 @@ def set_rng_state(state: dict) -> None:
 
 
 class TrainState(Stateful):
-    """Step, tokens and training FLOPs seen, and the resolved config (identical on every rank)."""
+    """Step, tokens and training FLOPs seen, the steps not applied for a non-finite gradient norm, and the resolved
+    config (identical on every rank: the norm that decides a skip is global)."""
+
+    COUNTERS = ("bad_steps", "bad_in_a_row")
+    """Keys a checkpoint written before 2026-11-29 lacks: such a checkpoint loads with them at 0."""
 
     def __init__(self, config_yaml: str):
         self.step = 0
         self.tokens_seen = 0
         self.flops_seen = 0.0
+        self.bad_steps = 0
+        """Steps not applied for a non-finite gradient norm, over the whole run (resumes included)."""
+        self.bad_in_a_row = 0
+        """How many of the latest steps in a row were not applied (a resume continues the count)."""
         self.config_yaml = config_yaml
         self.saved_config = config_yaml
         """The config the loaded checkpoint was written with (this run's until one is loaded)."""
+        self.load_counters = True
+        """Whether the checkpoint to load has COUNTERS (set from its metadata before loading)."""
 
     def state_dict(self) -> dict:
-        return {"step": torch.tensor(self.step), "tokens_seen": torch.tensor(self.tokens_seen),
-                "flops_seen": torch.tensor(self.flops_seen, dtype=torch.float64), "config": self.config_yaml}
+        state = {"step": torch.tensor(self.step), "tokens_seen": torch.tensor(self.tokens_seen),
+                 "flops_seen": torch.tensor(self.flops_seen, dtype=torch.float64), "config": self.config_yaml}
+        if self.load_counters:
+            state.update({key: torch.tensor(getattr(self, key)) for key in self.COUNTERS})
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
         self.flops_seen = float(state["flops_seen"])
+        for key in self.COUNTERS:
+            setattr(self, key, int(state.get(key, 0)))
         self.saved_config = state["config"]
+        self.load_counters = True
 
 
 def _first_line(err: BaseException) -> str:
@@ -114,6 +130,7 @@ class Checkpointer:
     def __init__(self, cfg: CheckpointConfig, run_dir: str, rank: int, world_size: int, model, optimizers,
                  lr_schedulers, loader, train_state: TrainState):
         self.cfg, self.run_dir, self.rank, self.world_size = cfg, run_dir, rank, world_size
+        self.train_state = train_state
         self.rank_states = [RankLocalState(rank, loader.state_dict, loader.load_state_dict),
                             RankLocalState(rank, rng_state, set_rng_state)]
         manager_cfg = CheckpointManager.Config(
@@ -206,6 +223,7 @@ class Checkpointer:
         source = self.rank % written_by if written_by else self.rank
         for state in self.rank_states:
             state.key = f"rank{source}"
+        self.train_state.load_counters = all(f"train_state.{key}" in keys for key in TrainState.COUNTERS)
         if written_by and written_by != self.world_size and self.rank == 0:
             LOG.warning("checkpoint step-%d was written by %d ranks, this run has %d: model and optimizer are "
                         "resharded; rank r continues from the loader and RNG state of rank r mod %d, and every "

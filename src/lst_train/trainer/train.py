@@ -80,9 +80,6 @@ class Trainer:
         self.budget = FlopBudget(cfg.training.flop_budget, cfg.training.steps) if cfg.training.flop_budget else None
         self.evaluator = TrainingEvaluator(cfg.evaluation, loader_spec, self.model, self.world.rank,
                                            self.world.world_size)
-        self.bad_steps = 0
-        """Steps of this process not applied for a non-finite gradient norm, and how many of the latest in a row."""
-        self.bad_in_a_row = 0
 
     def train_step(self, micro_batches: list[Batch], preempted: bool) -> tuple[Tensor, Tensor, bool, bool]:
         """Forward/backward over the micro-batches, the loss normalized by the global number of valid targets, and the
@@ -168,20 +165,20 @@ class Trainer:
                 "mfu": n["flops"] / (seconds * self.peak * self.world.world_size) if self.peak else 0.0,
                 "mem_gb": memory_gb(self.world.device), "data_wait_frac": n["wait"] / seconds,
                 "tokens_seen": self.state.tokens_seen, "flops_seen": self.state.flops_seen,
-                "skipped": n["skipped"], "bad_steps": self.bad_steps,
+                "skipped": n["skipped"], "bad_steps": self.state.bad_steps,
                 "source_token_shares": dict(zip(source_names(self.cfg.data.sources), token_shares(n["shares"])))}
 
     def _bad_step(self, step: int, grad_norm: Tensor, micro_batches: list[Batch]) -> "NonFiniteSteps | None":
         """A step not applied: count and log it with this rank's documents; after max_bad_steps in a row, the
         error to stop with (once the step is logged and saved)."""
-        self.bad_steps += 1
-        self.bad_in_a_row += 1
+        self.state.bad_steps += 1
+        self.state.bad_in_a_row += 1
         keys = sorted({key for batch in micro_batches for row in batch.keys for key in row})
         LOG.warning("step %d: gradient norm %s: update not applied (%d in a row, %d in this run); documents on rank "
-                    "%d: %s", step, float(grad_norm), self.bad_in_a_row, self.bad_steps,
+                    "%d: %s", step, float(grad_norm), self.state.bad_in_a_row, self.state.bad_steps,
                     self.world.rank, ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else ""))
         limit = self.cfg.training.max_bad_steps
-        if not limit or self.bad_in_a_row < limit:
+        if not limit or self.state.bad_in_a_row < limit:
             return None
         shards = sorted({key.rsplit(":", 1)[0] for key in keys})
         return NonFiniteSteps(
@@ -236,7 +233,7 @@ class Trainer:
             self.state.step += 1
             step = self.state.step
             if applied:
-                self.bad_in_a_row = 0
+                self.state.bad_in_a_row = 0
             diverged = None if applied else self._bad_step(step, grad_norm, micro_batches)
             finished = self._finished()
             last = finished or step == stop_at or diverged is not None or stop
