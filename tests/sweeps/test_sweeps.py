@@ -13,6 +13,7 @@ import yaml
 
 from helpers import RECIPES, REPO
 from helpers.data import WORDS, units_corpus
+from lst_train.cli import main
 from lst_train.config import ConfigError
 from lst_train.config.sweep import load_sweep, validate_sweep
 from lst_train.sweeps.collect import read_csv
@@ -107,18 +108,20 @@ def test_data_control_gives_equal_raw_tokens_and_reports_the_lst_saving(corpus, 
     assert "measured over 16 loader batches" in result.stdout
 
 
-def test_bad_sweep_fails_at_start_with_one_line(corpus, tmp_path):
+def test_bad_sweep_fails_at_start_with_one_line(corpus, tmp_path, capsys):
     good = yaml.safe_load(_write_sweep(tmp_path / "good.yaml", corpus).read_text())
     cases = [({"budget": [1]}, "budget"), ({"control": "flops"}, "control"),
              ({"budgets": [-1.0]}, "budgets"), ({"families": []}, "families"),
              ({"sizes": [{"name": "x", "n_layers": 1, "dim": 34, "n_heads": 1}]}, "model.encoder.n_heads")]
-    for change, key in cases:
+    for change, key in cases:  # in this process: the console script's exit code is tests/cli's
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**good, **change}))
-        result = _cli("sweep", "plan", tmp_path / "bad.yaml")
-        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert key in result.stderr
-    result = _cli("sweep", "launch", _write_sweep(tmp_path / "r.yaml", corpus, ranks=2), "--executor", "local")
-    assert result.returncode == 2 and "ranks" in result.stderr and "torchrun" in result.stderr
+        assert main(["sweep", "plan", str(tmp_path / "bad.yaml")]) == 2
+        stderr = capsys.readouterr().err
+        assert len(stderr.strip().splitlines()) == 1 and key in stderr, stderr
+    assert main(["sweep", "launch", str(_write_sweep(tmp_path / "r.yaml", corpus, ranks=2)), "--executor",
+                 "local"]) == 2
+    stderr = capsys.readouterr().err
+    assert "ranks" in stderr and "torchrun" in stderr
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +240,7 @@ def test_plot_says_which_loss_no_cell_logged(corpus, tmp_path):
     assert "No finished cell logged `val_loss_speech`" in Path(files.summary).read_text()
 
 
-def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch):
+def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     demo = load_sweep(RECIPES / "sweep_demo.yaml")
     assert len(demo.families) * len(demo.sizes) * len(demo.budgets) >= 12
@@ -246,13 +249,12 @@ def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch):
     paper = yaml.safe_load((RECIPES / "sweep_paper.yaml").read_text())
     paper["out_dir"] = str(tmp_path / "paper")
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
-    result = _cli("sweep", "plan", tmp_path / "paper.yaml")
-    assert result.returncode == 0, result.stderr
-    assert "baseline-420M-C2e19" in result.stdout and "lst-static4-1.8B-C4e20" in result.stdout
-    result = _cli("sweep", "launch", tmp_path / "paper.yaml", "--executor", "slurm", "--dry-run")
-    assert result.returncode == 0, result.stderr
+    assert main(["sweep", "plan", str(tmp_path / "paper.yaml")]) == 0
+    stdout = capsys.readouterr().out
+    assert "baseline-420M-C2e19" in stdout and "lst-static4-1.8B-C4e20" in stdout
+    assert main(["sweep", "launch", str(tmp_path / "paper.yaml"), "--executor", "slurm", "--dry-run"]) == 0
     scripts = sorted((tmp_path / "paper" / "slurm").glob("*.sbatch"))
-    assert len(scripts) == 32 and result.stdout.count("#SBATCH --nodes=4") == 32
+    assert len(scripts) == 32 and capsys.readouterr().out.count("#SBATCH --nodes=4") == 32
     for script in scripts:
         text = script.read_text()
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
@@ -270,8 +272,7 @@ def test_recipes_plan_and_slurm_dry_run(tmp_path, monkeypatch):
 def test_slurm_scripts_for_cpu_nodes_and_extra_options(corpus, tmp_path):
     sweep_file = _write_sweep(tmp_path / "s.yaml", corpus, ranks=2, slurm={
         "ranks_per_node": 1, "gpus": False, "time": "5", "options": {"cpus-per-task": "1", "qos": "low"}})
-    result = _cli("sweep", "launch", sweep_file, "--executor", "slurm", "--dry-run")
-    assert result.returncode == 0, result.stderr
+    assert main(["sweep", "launch", str(sweep_file), "--executor", "slurm", "--dry-run"]) == 0
     script = (tmp_path / "out" / "slurm" / "baseline-g32-C1e12.sbatch").read_text()
     assert "gpus-per-node" not in script.replace("--gpus-per-node=0", "")
     for line in ("#SBATCH --nodes=2", "#SBATCH --cpus-per-task=1", "#SBATCH --qos=low", "#SBATCH --time=5",
