@@ -55,7 +55,7 @@ def test_cached_generation_on_gpu_equals_full_forwards():
     cfg = debug_config("lst", "model.init_std=0.2")
     model = build_model(cfg.model, seed=1).cuda().eval()
     tokens = random_stream(model.vocab, random.Random(3), 64, eos=False)
-    decoder = incremental_decoder(model, cfg.patching.size)
+    decoder = incremental_decoder(model, cfg.patching)
     full = full_forward(model, cfg, tokens)
     for t, token in enumerate(tokens):
         torch.testing.assert_close(decoder.step(token), full[t], atol=1e-3, rtol=1e-3)

@@ -11,8 +11,10 @@ import pytest
 import soundfile
 import torch
 
-from helpers import ASSETS, debug_config, full_forward, random_document, random_stream, write_export
+from helpers import (ASSETS, debug_config, full_forward, random_document, random_stream, write_entropy_table,
+                     write_export)
 from helpers.data import write_tokenizer
+from lst_train.config import PatchingConfig
 from lst_train.generation.generator import SamplingConfig, generate
 from lst_train.generation.incremental import incremental_decoder
 from lst_train.generation.outputs import spans, speech_frames
@@ -32,15 +34,19 @@ def _reference_logits(model, cfg, tokens: list[int]) -> torch.Tensor:
     ("lst", ("patching.size=3", "model.unpool_window=2", "model.vocab.n_codebooks=2",
              "model.patch_slots=4", "model.encoder.dim=16", "model.decoder.dim=16")),
     ("lst", ("model.encoder.window=3", "model.decoder.window=2", "model.global_transformer.window=4")),
+    ("lst", ("patching.strategy=entropy", "patching.max_len=3")),
+    ("lst", ("patching.strategy=entropy", "patching.size=2", "patching.max_len=4", "model.vocab.n_codebooks=2",
+             "model.unpool_window=2", "model.patch_slots=4", "model.encoder.dim=16", "model.decoder.dim=16")),
     ("baseline", ()),
 ])
-def test_cached_logits_equal_full_forward_passes(arch, overrides):
+def test_cached_logits_equal_full_forward_passes(arch, overrides, tmp_path):
     """Every position's cached logits equal one full forward over the final sequence and its final partition."""
-    cfg = debug_config(arch, "model.init_std=0.2", *overrides)
+    table = write_entropy_table(tmp_path / "entropy.safetensors", 2048)
+    cfg = debug_config(arch, "model.init_std=0.2", *overrides, f"patching.entropy_table={table}")
     model = build_model(cfg.model, seed=1).eval()
     rng = random.Random(3)
     tokens = random_stream(model.vocab, rng, 72, eos=False)
-    decoder = incremental_decoder(model, cfg.patching.size)
+    decoder = incremental_decoder(model, cfg.patching)
     full = full_forward(model, cfg, tokens)
     for t, token in enumerate(tokens):
         logits = decoder.step(token)
@@ -54,7 +60,7 @@ def test_greedy_generation_is_the_argmax_of_full_forward_passes(arch, modality):
     model = build_model(cfg.model, seed=2).eval()
     vocab = model.vocab
     prompt = [vocab.bos] + random_document(vocab, random.Random(5), n_spans=4)[:-1]
-    result = generate(model, prompt, cfg.patching.size, SamplingConfig(max_tokens=14, temperature=0.0), modality)
+    result = generate(model, prompt, cfg.patching, SamplingConfig(max_tokens=14, temperature=0.0), modality)
     assert len(result.tokens) >= 1
     sequence = list(prompt)
     for token in result.tokens:
@@ -71,7 +77,8 @@ def test_speech_with_static_patches_of_4_takes_4x_fewer_global_steps():
         model = build_model(cfg.model, seed=0).eval()
         vocab = model.vocab
         prompt = [vocab.bos, vocab.text_marker, 5, 6, vocab.speech_marker]
-        result = generate(model, prompt, 4, SamplingConfig(max_tokens=32, temperature=0.0), "speech")
+        result = generate(model, prompt, PatchingConfig(size=4), SamplingConfig(max_tokens=32, temperature=0.0),
+                          "speech")
         speech = [t for t in result.tokens if vocab.speech_start <= t < vocab.speech_end]
         assert len(speech) >= 8 and result.tokens[len(speech):] in ([], [vocab.eos])
         assert result.global_steps == len(speech) // tokens_per_step

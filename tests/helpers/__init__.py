@@ -9,7 +9,11 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
+import numpy as np
+
 from lst_train.config import Config, PatchingConfig, load_config
+from lst_train.config.patching import generation_patching
+from lst_train.data.entropy_table import EntropyTable
 from lst_train.data.pieces import row_partition
 from lst_train.data.patchers import Patcher
 from lst_train.patching import pad_closed_early, pad_patch_lengths
@@ -113,8 +117,20 @@ def write_export(cfg: Config, model: torch.nn.Module, out_dir: Path) -> Path:
 
 
 def full_forward(model, cfg, tokens: list[int]) -> torch.Tensor:
-    """Logits [T, V] of one teacher-forced forward over `tokens`, patched as the loader patches a row (static)."""
+    """Logits [T, V] of one teacher-forced forward over `tokens`, patched as the loader patches a row (static, or
+    entropy for an entropy model)."""
     device = next(model.parameters()).device
-    partition = static_partition([tokens], model.vocab, cfg.patching.size) if cfg.model.arch == "lst" else ()
+    patching = generation_patching(cfg.patching)
+    partition = static_partition([tokens], model.vocab, cfg.patching.size, patching) if cfg.model.arch == "lst" \
+        else ()
     with torch.no_grad():
         return model(torch.tensor([tokens], device=device), *(t.to(device) for t in partition))[0]
+
+
+def write_entropy_table(path: Path, codebook_size: int, seed: int = 0, codec: str = "test") -> str:
+    """An entropy table with seeded random entropies (every code seen once): about a third of the codes end a
+    patch at the threshold for 3-frame patches."""
+    rng = np.random.default_rng(seed)
+    EntropyTable(entropy=rng.random(codebook_size) * np.log(codebook_size),
+                 frames=np.ones(codebook_size, dtype=np.int64), codec=codec).save(str(path))
+    return str(path)

@@ -15,7 +15,8 @@ from lst_train.model import build_model
 from lst_train.model.layout import PatchLayout
 from lst_train.patching import pad_patch_lengths
 
-from helpers import debug_config, random_document, random_partition, random_stream, static_partition
+from helpers import (debug_config, random_document, random_partition, random_stream, static_partition,
+                     write_entropy_table)
 
 TOL = 1e-5
 
@@ -56,22 +57,25 @@ def _futures(vocab, rng, row):
 
 
 PATCHINGS = {
-    "static": (PatchingConfig, 0),
-    "mixed-static": (lambda size: PatchingConfig(strategy="mixed", size=size, mixed_prob=0.0), 0),
-    "curriculum-late": (lambda size: PatchingConfig(strategy="curriculum", size=size), 100),
+    "static": (lambda size, table: PatchingConfig(size=size), 0),
+    "mixed-static": (lambda size, table: PatchingConfig(strategy="mixed", size=size, mixed_prob=0.0), 0),
+    "curriculum-late": (lambda size, table: PatchingConfig(strategy="curriculum", size=size), 100),
+    # max_len 5: entropy patches end by the table, by their length, and at span ends
+    "entropy": (lambda size, table: PatchingConfig(strategy="entropy", size=size, max_len=5, entropy_table=table), 0),
 }
 
 
 @pytest.mark.parametrize("strategy,p,codebooks", [("static", p, c) for p in (1, 2, 3, 4) for c in (1, 2)]
-                         + [("mixed-static", 4, 2), ("curriculum-late", 4, 2)])
-def test_lst_causal_with_the_partition_recomputed_from_the_future(strategy, p, codebooks):
+                         + [("mixed-static", 4, 2), ("curriculum-late", 4, 2)]
+                         + [("entropy", p, c) for p, c in ((2, 1), (3, 2), (4, 1))])
+def test_lst_causal_with_the_partition_recomputed_from_the_future(strategy, p, codebooks, tmp_path):
     """Change every token after t AND re-patch the changed row as the loader would: logits up to t stay put."""
     cfg = debug_config("lst", f"model.vocab.n_codebooks={codebooks}", "model.encoder.window=5",
                        "model.decoder.window=6", f"model.unpool_window={1 if codebooks == 1 else 3}")
     model = build_model(cfg.model, seed=0).eval()
     vocab = model.vocab
     make, step = PATCHINGS[strategy]
-    patching = make(size=p)
+    patching = make(size=p, table=write_entropy_table(tmp_path / "entropy.safetensors", vocab.speech_codebook_size))
 
     def partition(rows):
         return static_partition(rows, vocab, p, patching, step=step, total_steps=100)

@@ -22,10 +22,10 @@ def test_the_global_to_local_projection_is_in_the_path():
     tokens = torch.tensor([row])
     with torch.no_grad():
         before = model(tokens, *partition)
-        cached_before = incremental_decoder(model, cfg.patching.size).step(row[0])
+        cached_before = incremental_decoder(model, cfg.patching).step(row[0])
         projection.weight.mul_(-0.5)
         after = model(tokens, *partition)
-        cached_after = incremental_decoder(model, cfg.patching.size).step(row[0])
+        cached_after = incremental_decoder(model, cfg.patching).step(row[0])
     assert (before - after).abs().amax(dim=-1).min() > 1e-4, "every position reads the projected global states"
     assert (cached_before - cached_after).abs().max() > 1e-4, "generation reads them too"
 

@@ -11,6 +11,7 @@ from lst_train.cli.convert import convert_main
 from lst_train.cli.data import (add_data_build_demo_eval_parser, add_data_build_demo_parser, add_data_inspect_parser,
                                 add_data_pack_parsers)
 from lst_train.cli.demo import add_demo_parser
+from lst_train.cli.fit_entropy import add_data_fit_entropy_parser
 from lst_train.cli.evaluation import add_eval_parser
 from lst_train.cli.generate import add_generate_parser
 from lst_train.cli.sweep import add_sweep_parser
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_inspect_parser(data)
     add_data_pack_parsers(data)
     add_data_build_demo_eval_parser(data)
+    add_data_fit_entropy_parser(data)
     return parser
 
 

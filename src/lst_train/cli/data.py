@@ -77,7 +77,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
     print(f"modality mix: speech {s['speech_token_fraction']}, text {s['text_token_fraction']} of tokens")
     print(f"tokens per patch: all {s['tokens_per_patch']}, static {s['tokens_per_patch_static']}, "
           f"aligned {s['tokens_per_patch_aligned']} (word {s['tokens_per_word_patch']}, "
-          f"silence {s['tokens_per_silence_patch']})")
+          f"silence {s['tokens_per_silence_patch']}), entropy {s['tokens_per_patch_entropy']}")
     print(f"speech patches per second of speech: {s['speech_patches_per_second']}")
     print(f"rows stopped short at data.max_row_tokens: {s['capped_rows']}")
     print("token shares per source (realised / weight): " + ", ".join(

@@ -13,12 +13,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lst_train.config import ConfigError
+from lst_train.data.entropy_table import check_entropy_table
 from lst_train.data.loader_spec import LoaderSpec
 from lst_train.data.shards import list_shards
 from lst_train.data.speech_codec import check_mimi
 from lst_train.data.speech_units import check_units_file
 from lst_train.data.stream import ReaderStream
 from lst_train.data.text_tokenizer import BYTE_LEVEL, TRAIN_COMMAND, TextTokenizer
+from lst_train.data.token_cache import codec_key
 
 # torchdata 0.11 calls torch.set_vital, deprecated in torch 2.13, on every loader it builds: harmless, and it
 # would print twice per rank in every run's console.
@@ -45,6 +47,9 @@ def resolve_shards(spec: LoaderSpec) -> list[list[str]]:
         check_units_file(weights, spec.model.vocab)
     if data.codec.kind == "mimi" and any(source.kind == "speech" for source in data.sources):
         check_mimi(data.codec, spec.model.vocab)
+    if spec.model.arch == "lst" and spec.patching.strategy == "entropy":
+        check_entropy_table(spec.patching.entropy_table, codec_key(data.codec, spec.model.vocab.n_codebooks),
+                            spec.model.vocab.speech_codebook_size)
     if data.tokenizer != BYTE_LEVEL and not os.path.isfile(data.tokenizer):
         raise ConfigError(f"data.tokenizer: no file {data.tokenizer!r}; make one with {TRAIN_COMMAND}")
     n_text = TextTokenizer.from_file(data.tokenizer).n_vocab

@@ -1,22 +1,30 @@
-"""Patchers for speech spans: static, aligned (one patch per word), mixed and curriculum.
+"""Patchers for speech spans: static, aligned (one patch per word), mixed, curriculum and entropy.
 
 Patch lengths are counted in frames and turned into tokens (× codebooks), so a patch always holds whole frames.
 Every patch carries a kind, for the statistics users compare strategies by, and whether it closed early: a static
-patch cut short by the end of its span (or row). Such a patch exists only because of the token after it, so the
-decoder at its last token must not read it (see lst_train.model.layout). Aligned patches take their ends from the
-forced alignment of the whole utterance: informed by future audio by construction, as in the paper.
+or entropy patch cut short by the end of its span (or row). Such a patch exists only because of the token after
+it, so the decoder at its last token must not read it (see lst_train.model.layout). Aligned patches take their ends
+from the forced alignment of the whole utterance: informed by future audio by construction, as in the paper. An
+entropy patch ends after a frame whose first-codebook code the entropy table finds followed unpredictably, or at
+max_len frames: decided by its own frames, as a full static patch is.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
-from lst_train.config import PatchingConfig
+import numpy as np
+
+from lst_train.config import PatchingConfig, PatchStrategy
+from lst_train.data.entropy_table import EntropyTable
 from lst_train.patching import static_patch_lengths
 
 KIND_SINGLE = 0   # a text token or special: always a 1-token patch
 KIND_STATIC = 1   # a static speech patch
 KIND_WORD = 2     # an aligned patch over (part of) one word
 KIND_SILENCE = 3  # an aligned patch over the frames between words
-KIND_NAMES = {KIND_SINGLE: "single", KIND_STATIC: "static", KIND_WORD: "word", KIND_SILENCE: "silence"}
+KIND_ENTROPY = 4  # an entropy patch
+KIND_NAMES = {KIND_SINGLE: "single", KIND_STATIC: "static", KIND_WORD: "word", KIND_SILENCE: "silence",
+              KIND_ENTROPY: "entropy"}
 
 
 def _split(length: int, kind: int, max_len: int) -> list[tuple[int, int]]:
@@ -49,11 +57,20 @@ class Patcher:
 
     cfg: PatchingConfig
     total_steps: int
+    ends_patch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    """Entropy: whether a frame with each first-codebook code ends its patch (the table's entropy above the
+    threshold)."""
+
+    def __post_init__(self):
+        if self.cfg.strategy == PatchStrategy.entropy:
+            table = EntropyTable.load(self.cfg.entropy_table)
+            threshold = self.cfg.entropy_threshold or table.threshold(self.cfg.size)
+            self.ends_patch = table.entropy > threshold
 
     def aligned_probability(self, step: int) -> float:
         """P(aligned) for a document packed at `step`."""
         strategy = self.cfg.strategy
-        if strategy in ("static", "aligned"):
+        if strategy in ("static", "aligned", "entropy"):
             return float(strategy == "aligned")
         if strategy == "mixed":
             return self.cfg.mixed_prob
@@ -65,15 +82,37 @@ class Patcher:
             return 0.0
         return (tau2 - progress) / (tau2 - tau1)
 
-    def patch_frames(self, n_frames: int, word_frames: list[tuple[int, int]], aligned: bool) -> list[tuple[int, int]]:
-        """(frames, kind) patches of one speech span."""
+    def patch_frames(self, n_frames: int, word_frames: list[tuple[int, int]], aligned: bool,
+                     first_codes: Sequence[int] = ()) -> list[tuple[int, int]]:
+        """(frames, kind) patches of one speech span; entropy patching reads each frame's first-codebook code."""
         if aligned and word_frames:
             return aligned_patch_frames(n_frames, word_frames, self.cfg.silence, self.cfg.max_len)
-        return [(n, KIND_STATIC) for n in static_patch_lengths(n_frames, self.cfg.size)]
+        if self.ends_patch is None:
+            return [(n, KIND_STATIC) for n in static_patch_lengths(n_frames, self.cfg.size)]
+        patches, length = [], 0
+        for frame in range(n_frames):
+            length += 1
+            if self._entropy_patch_ends(length, first_codes[frame] if frame < len(first_codes) else None):
+                patches.append((length, KIND_ENTROPY))
+                length = 0
+        if length:
+            patches.append((length, KIND_ENTROPY))
+        return patches
 
-    def closed_early(self, kind: int, n_tokens: int, tokens_per_frame: int) -> bool:
+    def _entropy_patch_ends(self, frames: int, last_code: int | None) -> bool:
+        """Whether an entropy patch of `frames` frames ends after its last one, whose code is `last_code` (None: a
+        frame not yet complete)."""
+        if last_code is None:
+            return False
+        return frames >= self.cfg.max_len or bool(self.ends_patch[last_code])
+
+    def closed_early(self, kind: int, n_tokens: int, tokens_per_frame: int, last_code: int | None = None) -> bool:
         """Whether a speech patch's end was decided by the token after it: a static patch shorter than `size`
-        frames (the end of its span cut it short). A full static patch ends by itself; aligned ends come from
-        the alignment."""
+        frames, or an entropy patch whose last frame (first-codebook code `last_code`, None if that frame is
+        incomplete) neither ends a patch nor reaches max_len (the end of its span cut it short). A full static
+        patch ends by itself; aligned ends come from the alignment."""
+        if kind == KIND_ENTROPY:
+            whole = n_tokens % tokens_per_frame == 0
+            return not self._entropy_patch_ends(n_tokens // tokens_per_frame, last_code if whole else None)
         return kind == KIND_STATIC and n_tokens < self.cfg.size * tokens_per_frame
 

@@ -44,7 +44,7 @@ class LoaderStats:
 
     def summary(self) -> dict:
         s = self.sums
-        speech_patches = s["static_patches"] + s["word_patches"] + s["silence_patches"]
+        speech_patches = s["static_patches"] + s["word_patches"] + s["silence_patches"] + s["entropy_patches"]
         return {
             "batches": self.batches,
             "tokens": int(s["tokens"]),
@@ -59,6 +59,7 @@ class LoaderStats:
                                                s["word_patches"] + s["silence_patches"]),
             "tokens_per_word_patch": _ratio(s["word_tokens"], s["word_patches"]),
             "tokens_per_silence_patch": _ratio(s["silence_tokens"], s["silence_patches"]),
+            "tokens_per_patch_entropy": _ratio(s["entropy_tokens"], s["entropy_patches"]),
             "speech_patches_per_second": _ratio(speech_patches, s["speech_seconds"]),
             "source_token_shares": token_shares(self.source_tokens),
             "skipped": self.skipped,

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lst_train.config import PatchingConfig
 from lst_train.generation.incremental import incremental_decoder
 from lst_train.generation.sampling import allowed_tokens, choose_next
 from lst_train.vocab import Vocab
@@ -44,12 +45,12 @@ def speech_run_length(tokens: list[int], vocab: Vocab) -> int:
     return run
 
 
-def generate(model, prompt: list[int], patch_frames: int, sampling: SamplingConfig,
+def generate(model, prompt: list[int], patching: PatchingConfig, sampling: SamplingConfig,
              modality: str | None = None) -> Generation:
     """Continue `prompt` (ids starting with <bos>); `modality` ('speech' | 'text' | None = free) constrains every
     generated token (see allowed_tokens)."""
     vocab: Vocab = model.vocab
-    decoder = incremental_decoder(model, patch_frames)
+    decoder = incremental_decoder(model, patching)
     generator = torch.Generator().manual_seed(sampling.seed)
     for token in prompt:
         logits = decoder.step(token)

@@ -2,17 +2,19 @@
 
 LST: each new token runs through the encoder and the decoder with their caches; when a patch closes it is pooled
 and takes one global step (cached too). Token t's decoder reads the latest patch whose end was decidable from
-tokens <= t, as in training: its own patch once that is complete (a text token or special, or a speech patch of
-p frames), else the patch before. A speech patch closed early by a text token or special was still open when its
-last token was decoded, and training reads the patch before it there too, so nothing is ever recomputed: the
-caches equal a full forward pass over the final partition (lst_train.data.pieces.row_partition).
+tokens <= t, as in training: its own patch once that is complete (a text token or special, a speech patch of p
+frames, or an entropy patch whose last frame ends it), else the patch before. A speech patch closed early by a
+text token or special was still open when its last token was decoded, and training reads the patch before it
+there too, so nothing is ever recomputed: the caches equal a full forward pass over the final partition
+(lst_train.data.pieces.row_partition).
 """
 
 import torch
 from torch import Tensor
 
-from lst_train.config import PatchingConfig
-from lst_train.data.patchers import KIND_STATIC, Patcher
+from lst_train.config import PatchingConfig, PatchStrategy
+from lst_train.config.patching import generation_patching
+from lst_train.data.patchers import KIND_ENTROPY, KIND_STATIC, Patcher
 from lst_train.model.baseline import InterleavedBaseline
 from lst_train.model.layers import KVCache, RotaryEmbedding
 from lst_train.model.lst import LatentSpeechTextTransformer
@@ -25,10 +27,11 @@ def _rope(position: int, stack, theta: float, device: torch.device) -> RotaryEmb
 class IncrementalLST:
     """Feeds tokens one at a time (`step`) and returns the next-token logits; counts global steps."""
 
-    def __init__(self, model: LatentSpeechTextTransformer, patch_frames: int):
+    def __init__(self, model: LatentSpeechTextTransformer, patcher: Patcher):
         self.model, self.cfg, self.vocab = model, model.cfg, model.vocab
-        # The loader's static patcher decides when a patch is complete (one rule for training and generation).
-        self.patcher = Patcher(PatchingConfig(strategy="static", size=patch_frames), total_steps=1)
+        # The loader's patcher decides when a patch is complete (one rule for training and generation).
+        self.patcher = patcher
+        self.kind = KIND_ENTROPY if patcher.cfg.strategy == PatchStrategy.entropy else KIND_STATIC
         self.device = next(model.parameters()).device
         self.encoder_caches = [KVCache() for _ in model.encoder.layers]
         self.global_caches = [KVCache() for _ in model.global_transformer.layers]
@@ -36,6 +39,7 @@ class IncrementalLST:
         self.encoder_states: list[Tensor] = []  # [1, 1, d_local] per token
         self.global_states: list[Tensor] = []  # [k·d_local] per closed patch, projected for the decoder
         self.open_patch: list[int] = []  # positions of the tokens of the patch not yet closed
+        self.last_code: int | None = None  # first-codebook code of the open patch's latest frame
         self.global_steps = 0
 
     @property
@@ -51,7 +55,10 @@ class IncrementalLST:
         position = self.length
         self.encoder_states.append(self._encode(token, position))
         self.open_patch.append(position)
-        if not speech or not self.patcher.closed_early(KIND_STATIC, len(self.open_patch), self.vocab.n_codebooks):
+        per_frame = self.vocab.n_codebooks
+        if speech and (len(self.open_patch) - 1) % per_frame == 0:  # a frame's first token
+            self.last_code = token - self.vocab.speech_start
+        if not speech or not self.patcher.closed_early(self.kind, len(self.open_patch), per_frame, self.last_code):
             self._close_patch()
         return self._decode(position)
 
@@ -113,8 +120,13 @@ class IncrementalBaseline:
         return self.model.output(self.model.norm(h)).float()[0, 0]
 
 
-def incremental_decoder(model, patch_frames: int):
-    """The incremental decoder for `model` (LST: static patches of `patch_frames` speech frames)."""
+def generation_patcher(patching: PatchingConfig) -> Patcher:
+    """The patcher a model trained with `patching` samples with (see generation_patching)."""
+    return Patcher(generation_patching(patching), total_steps=1)
+
+
+def incremental_decoder(model, patching: PatchingConfig):
+    """The incremental decoder for `model` (LST: patched as generation_patching says for its `patching`)."""
     if isinstance(model, LatentSpeechTextTransformer):
-        return IncrementalLST(model, patch_frames)
+        return IncrementalLST(model, generation_patcher(patching))
     return IncrementalBaseline(model)
