@@ -80,7 +80,7 @@ def _config_error(tmp_path, yaml_text: str, overrides: list[str]) -> str:
     ("data:\n  sources:\n    - {kind: text, path: a, colour: red}\n", [], "data.sources[0].colour: Key 'colour' not in"),
     ("", ["evaluation.sets=[{name: a, path: b, settings: [t2t, x2y]}]"], "evaluation.sets[0].settings[1]: Invalid value"),
     ("", ["model.kernels=fast"], "model.kernels: Invalid value 'fast', expected one of [auto, triton, reference]"),
-    ("", ["patching.strategy=entropy"], "patching.strategy: Invalid value 'entropy'"),
+    ("", ["patching.strategy=learned"], "patching.strategy: Invalid value 'learned'"),
 ])
 def test_a_bad_choice_or_list_item_is_named_by_its_full_key(tmp_path, yaml_text, overrides, line):
     assert _config_error(tmp_path, yaml_text, overrides).startswith(line)
@@ -121,7 +121,9 @@ def test_list_items_can_be_overridden_by_index():
     (["checkpoint.keep_last=1"], "checkpoint.keep_last"),
     (["checkpoint.resume=latest"], "checkpoint.resume"),
     (["checkpoint.initial_model=relative/step-4"], "checkpoint.initial_model"),
-    (["patching.strategy=entropy"], "patching.strategy"),
+    (["patching.strategy=entropy"], "patching.entropy_table"),
+    (["patching.strategy=entropy", "patching.entropy_table=t", "patching.entropy_threshold=-1"],
+     "patching.entropy_threshold"),
     (["patching.curriculum_start=0.9", "patching.curriculum_end=0.5"], "patching.curriculum_start"),
 ])
 def test_bad_data_and_training_keys_fail_with_one_line(overrides, key):

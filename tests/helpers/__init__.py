@@ -128,8 +128,8 @@ def full_forward(model, cfg, tokens: list[int]) -> torch.Tensor:
 
 
 def write_entropy_table(path: Path, codebook_size: int, seed: int = 0, codec: str = "test") -> str:
-    """An entropy table with seeded random entropies (every code seen once): about a third of the codes end a
-    patch at the threshold for 3-frame patches."""
+    """An entropy table with seeded random entropies, every code seen once: the threshold for patches of p frames on
+    average makes 1/p of the codes end a patch."""
     rng = np.random.default_rng(seed)
     EntropyTable(entropy=rng.random(codebook_size) * np.log(codebook_size),
                  frames=np.ones(codebook_size, dtype=np.int64), codec=codec).save(str(path))

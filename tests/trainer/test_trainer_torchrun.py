@@ -332,3 +332,21 @@ def test_evaluation_during_training(corpus, tmp_path):
         speech, n_speech = sum(float(s.speech) for s in sums), sum(int(s.n_speech) for s in sums)
         assert records[step]["val_loss"] == pytest.approx(total / n, rel=1e-5)
         assert records[step]["val_loss_speech"] == pytest.approx(speech / n_speech, rel=1e-5)
+
+
+def test_an_entropy_lst_fits_its_table_then_trains_with_workers_and_validates(corpus, tmp_path, capsys):
+    """`data fit-entropy` on the recipe, then 2 ranks with a loader worker each (the patcher crosses into the worker
+    process with its table) and validation on speech, patched by the same table."""
+    from lst_train.cli import main
+
+    table = tmp_path / "entropy.safetensors"
+    args = _args(corpus, tmp_path / "run", "patching.strategy=entropy", f"patching.entropy_table={table}",
+                 "data.num_workers=1", "training.steps=4", "evaluation.interval=4", "evaluation.validation_batches=2",
+                 f"evaluation.validation=[{{kind: speech, path: '{corpus['speech']}'}}]")
+    assert main(["data", "fit-entropy", *args[:5], "--out", str(table)]) == 0
+    assert "threshold for a mean patch length of" in capsys.readouterr().out
+    _run(2, args)
+    records = _records(tmp_path / "run")
+    assert sorted(records) == [1, 2, 3, 4]
+    assert any(r["patches_per_s"] < r["tokens_per_s"] for r in records.values())  # speech patches hold > 1 token
+    assert 0 < records[4]["val_loss_speech"] < 20

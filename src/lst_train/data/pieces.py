@@ -56,7 +56,9 @@ def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None,
     per_frame = vocab.n_codebooks
     n_frames = -(-len(span.tokens) // per_frame)  # an unfinished last frame (generation only) joins the last patch
     whole = len(span.tokens) // per_frame
-    first_codes = [token - vocab.speech_start for token in span.tokens[: whole * per_frame: per_frame]]
+    entropy = patcher is not None and patcher.ends_patch is not None  # reads each whole frame's first code
+    first_codes = [token - vocab.speech_start for token in span.tokens[: whole * per_frame: per_frame]] \
+        if entropy else []
     frames = [(1, KIND_STATIC)] * n_frames if patcher is None else \
         patcher.patch_frames(n_frames, span.word_frames, aligned, first_codes)
     start = 0
@@ -68,7 +70,8 @@ def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None,
                 piece.add_patch([token], kind, seconds / len(tokens))
         else:
             last_frame = (start + len(tokens)) // per_frame - 1
-            last_code = first_codes[last_frame] if len(tokens) % per_frame == 0 and last_frame < whole else None
+            last_code = first_codes[last_frame] if entropy and len(tokens) % per_frame == 0 and last_frame < whole \
+                else None
             piece.add_patch(tokens, kind, seconds, patcher.closed_early(kind, len(tokens), per_frame, last_code))
         start += len(tokens)
 
