@@ -111,9 +111,9 @@ def test_fit_entropy_then_the_loader_cuts_entropy_patches_and_checks_the_table(t
     assert main(["data", "inspect", str(RECIPES / "debug_cpu.yaml"), *data, *entropy, "--batches", "3"]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["tokens_per_patch_entropy"] > 1 and stats["tokens_per_patch_static"] is None
-    # A table fitted through another codec (here: Mimi's random weights) is refused at start-up, in one line.
-    assert main(["train", str(RECIPES / "debug_cpu.yaml"), "--check", *data, *entropy, "data.codec.kind=mimi",
-                 f"run_dir={tmp_path / 'run'}"]) == 2
+    # A table fitted for another vocabulary (here: 1024 codes per codebook) is refused at start-up, in one line.
+    assert main(["train", str(RECIPES / "debug_cpu.yaml"), "--check", *data, *entropy,
+                 "model.vocab.speech_codebook_size=1024", f"run_dir={tmp_path / 'run'}"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "patching.entropy_table" in lines[0] and "another codec" in lines[0], lines
     assert main(["train", str(RECIPES / "debug_cpu.yaml"), "--check", *data, "patching.strategy=entropy",

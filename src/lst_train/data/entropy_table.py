@@ -15,6 +15,7 @@ from typing import Iterable
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lst_train.config import ConfigError
@@ -69,8 +70,6 @@ class EntropyTable:
 
     @classmethod
     def load(cls, path: str) -> "EntropyTable":
-        from safetensors import safe_open
-
         if not os.path.isfile(path):
             raise ConfigError(f"patching.entropy_table: no file {path!r}; {_FIT}")
         with safe_open(path, "pt") as f:
