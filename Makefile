@@ -26,7 +26,7 @@ $(PY):
 
 # The installed pins take 2.6 GB (2026-11-29): a full disk is said before pip starts, not midway through it.
 $(STAMP): requirements.txt setup.py | $(PY)
-	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1024)}'); [ -e $@ ] || [ "$$free" -ge 3072 ] || \
+	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1024)}'); [ -e $@ ] || [ -z "$$free" ] || [ "$$free" -ge 3072 ] || \
 		{ echo "make: installing into $(VENV) needs about 3 GB free, $$free MB are: free some space first"; exit 1; }
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
