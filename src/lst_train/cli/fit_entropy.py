@@ -5,14 +5,14 @@ import argparse
 import json
 
 from lst_train.config import load_config
-from lst_train.data.entropy_fit import entropy_summary, fit_entropy_table
+from lst_train.data.entropy_fit import DOCUMENTS, SMOOTHING, entropy_summary, fit_entropy_table
 from lst_train.data.skips import SkipCounter
 
 
 def _run_fit_entropy(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, args.overrides)
     skips = SkipCounter()
-    table, documents = fit_entropy_table(cfg.data, cfg.model, args.documents, args.smoothing, skips)
+    table, documents = fit_entropy_table(cfg.data, cfg.model, skips, args.documents, args.smoothing)
     table.save(args.out)
     summary = {"out": args.out, "documents": documents, **entropy_summary(table), "skipped": skips.as_dict()}
     print(f"{args.out}: {summary['frames']} frames of {documents} documents, {summary['codes_seen']} of "
@@ -30,7 +30,8 @@ def add_data_fit_entropy_parser(data_commands) -> None:
     parser.add_argument("config", help="YAML recipe: its speech sources, codec and vocabulary are used")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     parser.add_argument("--out", required=True, help="the table to write (.safetensors)")
-    parser.add_argument("--documents", type=int, default=2000,
-                        help="documents read from each speech source, in shard order (default 2000)")
-    parser.add_argument("--smoothing", type=float, default=0.1, help="add-k smoothing of the bigram counts")
+    parser.add_argument("--documents", type=int, default=DOCUMENTS,
+                        help=f"documents read from each speech source, in shard order (default {DOCUMENTS})")
+    parser.add_argument("--smoothing", type=float, default=SMOOTHING,
+                        help=f"add-k smoothing of the bigram counts (default {SMOOTHING})")
     parser.set_defaults(run=_run_fit_entropy)

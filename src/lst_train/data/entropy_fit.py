@@ -14,11 +14,22 @@ from lst_train.data.token_cache import codec_key
 from lst_train.vocab import Vocab
 
 
-def fit_entropy_table(data: DataConfig, model: ModelConfig, max_documents: int, smoothing: float,
-                      skips: SkipCounter) -> tuple[EntropyTable, int]:
-    """The table fitted on the first `max_documents` documents of each speech source (shard order), and the
-    number of documents read; unusable documents are skipped and counted in `skips`."""
-    sources = [dataclasses.replace(source, sequence="speech") for source in data.sources if source.kind == "speech"]
+DOCUMENTS = 2000
+"""Documents read from each speech source by default."""
+SMOOTHING = 0.1
+"""Add-k smoothing of the bigram counts by default."""
+
+
+def fit_entropy_table(data: DataConfig, model: ModelConfig, skips: SkipCounter, max_documents: int = DOCUMENTS,
+                      smoothing: float = SMOOTHING) -> tuple[EntropyTable, int]:
+    """The table fitted on the first `max_documents` documents of each speech source (shard order; sources on the
+    same files, e.g. interleaved and speech-only views of one corpus, read once), and the number of documents read;
+    unusable documents are skipped and counted in `skips`."""
+    sources, paths = [], set()
+    for source in data.sources:
+        if source.kind == "speech" and source.path not in paths:
+            paths.add(source.path)
+            sources.append(dataclasses.replace(source, sequence="speech"))
     if not sources:
         raise ConfigError("data.sources: no speech source to fit the entropy table on; add one (kind: speech)")
     vocab = Vocab.from_config(model.vocab)

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 from lst_train.corpora.demo_corpus import LAYOUT, build_demo_corpus
+from lst_train.data.entropy_fit import entropy_summary, fit_entropy_table
+from lst_train.data.skips import SkipCounter
 from lst_train.demo.evaluate import evaluate_runs, heldout_runs
 from lst_train.demo.report import label_rows, run_label, write_report
 from lst_train.evaluation.prompts import SETTINGS
@@ -26,7 +28,7 @@ from lst_train.corpora.demo_eval import build_demo_eval
 from lst_train.sweeps.collect import collect
 from lst_train.config.sweep import load_sweep, validate_sweep
 from lst_train.sweeps.launch import launch
-from lst_train.sweeps.plan import format_table, plan_sweep, reference_family, write_plan
+from lst_train.sweeps.plan import family_config, format_table, plan_sweep, reference_family, write_plan
 
 DEFAULT_SWEEP = "recipes/sweep_make_demo.yaml"  # relative to the repository root, like the recipes it names
 EVAL_ITEMS = 40
@@ -70,6 +72,23 @@ def demo_eval_set(path: str, items: int, pairs: int) -> str:
     return path
 
 
+def fit_entropy_tables(sweep) -> None:
+    """Fits the table of each entropy family that names one not yet written (e.g. DEMO_DATA/entropy.safetensors),
+    on the sweep's speech through the family's codec, with `lst-train data fit-entropy`'s defaults."""
+    for family in sweep.families:
+        cfg = family_config(sweep, family)
+        path = cfg.patching.entropy_table
+        if cfg.model.arch != "lst" or cfg.patching.strategy != "entropy" or os.path.isfile(path):
+            continue
+        skips = SkipCounter()
+        table, documents = fit_entropy_table(cfg.data, cfg.model, skips)
+        table.save(path)
+        summary = entropy_summary(table, (cfg.patching.size,))
+        print(f"{family.name}: fitted {path} on {summary['frames']} frames of {documents} documents (skipped "
+              f"{skips.as_dict() or 'nothing'}); {cfg.patching.size} frames per patch on average at "
+              f"{summary['thresholds'][str(cfg.patching.size)]} nats", flush=True)
+
+
 def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[int] | None = None):
     """The sweep file, pointed at this demo's data and output, its budgets times `scale` (and `seeds`, if given,
     instead of its own). DEMO_DATA in an override stands for the corpus directory (e.g. its units.safetensors)."""
@@ -110,6 +129,7 @@ def run_demo(out: str, scale: float = 1.0, ranks: int = 2, sweep_file: str = DEF
     _stage(2, f"evaluation sets: {n_items} held-out stories, {n_pairs} word and {n_pairs} syntax pairs, spoken")
     eval_dir = demo_eval_set(os.path.join(out, "eval"), n_items, n_pairs)
     _stage(3, "plan: equal training FLOPs per family (exact counter)")
+    fit_entropy_tables(sweep)
     plan = plan_sweep(sweep)
     write_plan(plan)
     table = format_table(plan)
