@@ -6,8 +6,9 @@ import torch
 
 from lst_train.config import ModelConfig
 from lst_train.data.batch import Batch
-from lst_train.data.patchers import KIND_NAMES, KIND_SINGLE
+from lst_train.data.patchers import SPEECH_KINDS
 from lst_train.data.pieces import Piece
+from lst_train.data.stats import ROW_SUMS
 from lst_train.flops import batch_flops
 from lst_train.loss import labels_from_tokens
 from lst_train.vocab import Vocab
@@ -30,10 +31,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
     tokens = torch.full((len(rows), width), vocab.pad, dtype=torch.long)
     patch_lengths = torch.zeros((len(rows), n_patches), dtype=torch.long)
     closed_early = torch.zeros((len(rows), n_patches), dtype=torch.bool)
-    speech_kinds = {name: kind for kind, name in KIND_NAMES.items() if kind != KIND_SINGLE}
-    stats = {name: [] for name in ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches",
-                                   *(f"{kind}_{what}" for kind in speech_kinds for what in ("patches", "tokens")),
-                                   "capped_rows")}
+    stats = {name: [] for name in ROW_SUMS}
     for b, row in enumerate(rows):
         tokens[b, : len(row.tokens)] = torch.tensor(row.tokens)
         lengths = row.patch_lengths + ([width - len(row.tokens)] if len(row.tokens) < width else [])
@@ -46,7 +44,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
         stats["tokens"].append(len(row.tokens))
         stats["patches"].append(len(row.patch_lengths))
         stats["capped_rows"].append(int(row.capped))
-        for name, kind in speech_kinds.items():
+        for kind, name in SPEECH_KINDS.items():
             count, total = _kind_totals(row, kind)
             stats[f"{name}_patches"].append(count)
             stats[f"{name}_tokens"].append(total)

@@ -16,9 +16,9 @@ from typing import Iterable
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from lst_train.config import ConfigError
+from lst_train.config import ConfigError, PatchingConfig
 
 _ENTROPY, _FRAMES = "next_code_entropy", "code_frames"
 _FIT = "make one with `lst-train data fit-entropy RECIPE --out FILE` on this run's recipe"
@@ -64,6 +64,10 @@ class EntropyTable:
         k = min(cuts, key=lambda cut: abs(ending[cut] - 1.0 / mean_frames))
         return -1.0 if k == len(order) else float(self.entropy[order[k]])  # -1: every frame ends a patch
 
+    def patch_threshold(self, patching: PatchingConfig) -> float:
+        """patching.entropy_threshold, or where it is 0, the threshold for patches of patching.size frames."""
+        return patching.entropy_threshold or self.threshold(patching.size)
+
     def save(self, path: str) -> None:
         save_file({_ENTROPY: torch.from_numpy(self.entropy), _FRAMES: torch.from_numpy(self.frames)}, path,
                   metadata={"codec": self.codec, "smoothing": json.dumps(self.smoothing)})
@@ -74,7 +78,7 @@ class EntropyTable:
             raise ConfigError(f"patching.entropy_table: no file {path!r}; {_FIT}")
         with safe_open(path, "pt") as f:
             metadata = f.metadata() or {}
-        tensors = load_file(path)
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
         if _ENTROPY not in tensors or _FRAMES not in tensors or "codec" not in metadata:
             raise ValueError(f"{path}: not an entropy table")
         return cls(entropy=tensors[_ENTROPY].double().numpy(), frames=tensors[_FRAMES].long().numpy(),

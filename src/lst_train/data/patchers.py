@@ -25,6 +25,8 @@ KIND_SILENCE = 3  # an aligned patch over the frames between words
 KIND_ENTROPY = 4  # an entropy patch
 KIND_NAMES = {KIND_SINGLE: "single", KIND_STATIC: "static", KIND_WORD: "word", KIND_SILENCE: "silence",
               KIND_ENTROPY: "entropy"}
+SPEECH_KINDS = {kind: name for kind, name in KIND_NAMES.items() if kind != KIND_SINGLE}
+"""The kinds of speech patches, by name: the per-kind statistics every batch carries."""
 
 
 def _split(length: int, kind: int, max_len: int) -> list[tuple[int, int]]:
@@ -64,8 +66,7 @@ class Patcher:
     def __post_init__(self):
         if self.cfg.strategy == PatchStrategy.entropy:
             table = EntropyTable.load(self.cfg.entropy_table)
-            threshold = self.cfg.entropy_threshold or table.threshold(self.cfg.size)
-            self.ends_patch = table.entropy > threshold
+            self.ends_patch = table.entropy > table.patch_threshold(self.cfg)
 
     def aligned_probability(self, step: int) -> float:
         """P(aligned) for a document packed at `step`."""

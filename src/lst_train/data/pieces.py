@@ -69,9 +69,8 @@ def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None,
             for token in tokens:
                 piece.add_patch([token], kind, seconds / len(tokens))
         else:
-            last_frame = (start + len(tokens)) // per_frame - 1
-            last_code = first_codes[last_frame] if entropy and len(tokens) % per_frame == 0 and last_frame < whole \
-                else None
+            ends_frame = entropy and len(tokens) % per_frame == 0  # else its last frame is unfinished
+            last_code = first_codes[(start + len(tokens)) // per_frame - 1] if ends_frame else None
             piece.add_patch(tokens, kind, seconds, patcher.closed_early(kind, len(tokens), per_frame, last_code))
         start += len(tokens)
 

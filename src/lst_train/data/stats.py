@@ -3,11 +3,12 @@
 from collections import defaultdict
 
 from lst_train.data.batch import Batch
-from lst_train.data.patchers import KIND_NAMES, KIND_SINGLE
+from lst_train.data.patchers import SPEECH_KINDS
 from lst_train.data.skips import merge_skip_counts
 
 ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches", "capped_rows") + tuple(
-    f"{KIND_NAMES[k]}_{what}" for k in KIND_NAMES if k != KIND_SINGLE for what in ("patches", "tokens"))
+    f"{name}_{what}" for name in SPEECH_KINDS.values() for what in ("patches", "tokens"))
+"""The per-row statistics of a batch (row_stats), summed over batches."""
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -44,7 +45,7 @@ class LoaderStats:
 
     def summary(self) -> dict:
         s = self.sums
-        speech_patches = s["static_patches"] + s["word_patches"] + s["silence_patches"] + s["entropy_patches"]
+        speech_patches = sum(s[f"{name}_patches"] for name in SPEECH_KINDS.values())
         return {
             "batches": self.batches,
             "tokens": int(s["tokens"]),

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from lst_train.corpora.demo_corpus import LAYOUT, build_demo_corpus
-from lst_train.data.entropy_fit import entropy_summary, fit_entropy_table
+from lst_train.data.entropy_fit import fit_entropy_table
 from lst_train.data.skips import SkipCounter
 from lst_train.demo.evaluate import evaluate_runs, heldout_runs
 from lst_train.demo.report import label_rows, run_label, write_report
@@ -83,10 +83,9 @@ def fit_entropy_tables(sweep) -> None:
         skips = SkipCounter()
         table, documents = fit_entropy_table(cfg.data, cfg.model, skips)
         table.save(path)
-        summary = entropy_summary(table, (cfg.patching.size,))
-        print(f"{family.name}: fitted {path} on {summary['frames']} frames of {documents} documents (skipped "
-              f"{skips.as_dict() or 'nothing'}); {cfg.patching.size} frames per patch on average at "
-              f"{summary['thresholds'][str(cfg.patching.size)]} nats", flush=True)
+        print(f"{family.name}: fitted {path} on {int(table.frames.sum())} frames of {documents} documents (skipped "
+              f"{skips.as_dict() or 'nothing'}); patches end after frames above "
+              f"{table.patch_threshold(cfg.patching):.4g} nats", flush=True)
 
 
 def demo_sweep(sweep_file: str, out: str, scale: float, ranks: int, seeds: list[int] | None = None):

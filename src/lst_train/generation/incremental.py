@@ -120,13 +120,8 @@ class IncrementalBaseline:
         return self.model.output(self.model.norm(h)).float()[0, 0]
 
 
-def generation_patcher(patching: PatchingConfig) -> Patcher:
-    """The patcher a model trained with `patching` samples with (see generation_patching)."""
-    return Patcher(generation_patching(patching), total_steps=1)
-
-
 def incremental_decoder(model, patching: PatchingConfig):
     """The incremental decoder for `model` (LST: patched as generation_patching says for its `patching`)."""
     if isinstance(model, LatentSpeechTextTransformer):
-        return IncrementalLST(model, generation_patcher(patching))
+        return IncrementalLST(model, Patcher(generation_patching(patching), total_steps=1))
     return IncrementalBaseline(model)
