@@ -16,7 +16,7 @@ DEMO_SEEDS ?=
 
 # What `make gpu-check` installs on a CUDA machine that has torch (and transformers, tiktoken, ...) but no network.
 GPU_PACKAGES := torchtitan omegaconf torchdata soundfile cffi pycparser soxr zstandard tyro docstring_parser \
-	typeguard spmd_types dill
+	typeguard spmd_types dill jiwer rapidfuzz click
 GPU_WHEELS ?= gpu_wheels
 
 .PHONY: install system-deps demo test bench gpu-wheels gpu-check

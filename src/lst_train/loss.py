@@ -27,13 +27,16 @@ class LossSums:
 IGNORE_INDEX = -100
 
 
-def labels_from_tokens(tokens: Tensor, vocab: Vocab) -> Tensor:
+def labels_from_tokens(tokens: Tensor, vocab: Vocab, prompt: Tensor | None = None) -> Tensor:
     """labels[:, t] = tokens[:, t+1], ignored where that is <pad>, where t is an <eos> (the next document cannot be
-    predicted from this one), and at the last position."""
+    predicted from this one), where token t+1 is prompt (`prompt`: bool [B, T], task fine-tuning), and at the last
+    position."""
     labels = torch.full_like(tokens, IGNORE_INDEX)
     labels[:, :-1] = tokens[:, 1:]
     ignored = torch.zeros_like(tokens, dtype=torch.bool)
     ignored[:, :-1] = (tokens[:, 1:] == vocab.pad) | (tokens[:, :-1] == vocab.eos)
+    if prompt is not None:
+        ignored[:, :-1] |= prompt[:, 1:]
     return labels.masked_fill(ignored, IGNORE_INDEX)
 
 

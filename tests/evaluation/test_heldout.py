@@ -101,3 +101,22 @@ def test_eval_cli_reports_heldout_loss(corpus, tmp_path):
     result = json.loads(out.read_text())["heldout"]
     assert [s["documents"] for s in result["sources"]] == [4, 4]
     assert result["sources"][0]["nats_per_speech_second"] > 0
+
+
+@pytest.mark.parametrize("task", ["asr", "tts"])
+def test_task_heldout_loss_scores_the_answer_given_the_prompt(corpus, task):
+    cfg, model, tokenizer = _setup(corpus, "lst")
+    source = SourceConfig(kind="speech", path=corpus["speech"], sequence=task)
+    documents = heldout_documents(cfg.data, [source], tokenizer, 4, 4096, SkipCounter())
+    result = heldout_loss(model, documents, model.vocab, evaluation_patcher("lst", cfg.patching, 10), 1)["total"]
+    answers = [d.document.spans[1] for d in documents]
+    answer_tokens = sum(len(span.tokens) for span in answers)
+    eos = len(documents)  # each answer's <eos> is a target too (specials count as text)
+    if task == "asr":
+        assert (result["text_tokens"], result["speech_tokens"]) == (answer_tokens + eos, 0)
+        assert result["nats_per_speech_second"] is None, "the prompt's seconds are not scored speech"
+    else:
+        assert (result["text_tokens"], result["speech_tokens"]) == (eos, answer_tokens)
+        seconds = sum(len(span.tokens) / span.frame_rate for span in answers)  # one codebook: a token per frame
+        assert result["speech_seconds"] == pytest.approx(seconds)
+    assert result["tokens"] == answer_tokens + eos

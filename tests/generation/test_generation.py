@@ -106,6 +106,9 @@ def test_sampling_follows_temperature_top_k_top_p_and_the_modality():
     assert allowed_tokens(vocab, "speech", speech_run=2)[vocab.eos]
     text = allowed_tokens(vocab, "text", speech_run=0)
     assert torch.nonzero(text).flatten().tolist() == list(range(vocab.text_size)) + [vocab.eos]
+    # A tokenizer smaller than model.vocab.text_size: the ids past it are never chosen (they cannot be decoded).
+    assert not allowed_tokens(vocab, None, 0, text_ids=vocab.text_size - 3)[vocab.text_size - 3: vocab.text_size].any()
+    assert allowed_tokens(vocab, "text", 0, text_ids=5).sum() == 5 + 1
 
 
 

@@ -1,5 +1,6 @@
-"""`lst-train eval RUN_DIR_OR_EXPORT [--data FILE.jsonl] [--validation GLOB ...] [--out results.json]`: story completion
-accuracy per setting, and the held-out loss per text token, speech token and second of speech."""
+"""`lst-train eval RUN_DIR_OR_EXPORT [--data FILE.jsonl] [--validation GLOB ...] [--asr GLOB] [--out results.json]`:
+story completion accuracy per setting, the held-out loss per text token, speech token and second of speech, and the
+word error rate of the model's own greedy transcripts."""
 
 import argparse
 import json
@@ -9,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from lst_train.config import SourceConfig, SourceKind
+from lst_train.config.data import SPEECH_SEQUENCES
 from lst_train.data.heldout import heldout_documents
 from lst_train.data.skips import SkipCounter, merge_skip_counts
 from lst_train.data.speech_text import SpeechTextTokenizer
@@ -17,6 +19,7 @@ from lst_train.evaluation.items import read_items
 from lst_train.evaluation.prompts import SETTINGS, PromptBuilder, evaluation_patcher
 from lst_train.evaluation.scoring import evaluate, with_accuracy
 from lst_train.export import load_for_eval
+from lst_train.generation.transcription import COUNTS, error_rates, transcription_eval
 
 
 def heldout_sources(globs: list[str], speech_sequence: str) -> list[SourceConfig]:
@@ -58,9 +61,11 @@ def default_settings(items: list) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if not args.data and not args.validation:
+    if not args.data and not args.validation and not args.asr:
         raise SystemExit("lst-train eval: give --data ITEMS.jsonl (story completion), --validation GLOB (held-out "
-                         "loss), or both")
+                         "loss), --asr GLOB (word error rate), or several")
+    if args.asr and not args.asr.endswith(".tar"):
+        raise SystemExit(f"lst-train eval: --asr {args.asr!r}: end the glob in .tar (speech shards with transcripts)")
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     skips = SkipCounter()
     if args.data and not os.path.isfile(args.data):
@@ -84,6 +89,11 @@ def _run(args: argparse.Namespace) -> None:
         documents = heldout_documents(cfg.data, sources, tokenizer, args.documents, args.max_tokens, skips)
         results["heldout"] = heldout_loss(model, documents[rank::world_size], model.vocab, patcher, len(sources),
                                           args.batch_size, cfg.data.pad_to_multiple)
+    if args.asr:
+        asr_source = SourceConfig(kind=SourceKind.speech, path=args.asr, sequence="asr")
+        documents = heldout_documents(cfg.data, [asr_source], tokenizer, args.documents, args.max_tokens, skips)
+        results["asr"] = transcription_eval(model, [d.document for d in documents[rank::world_size]], tokenizer.text,
+                                            cfg.patching, args.asr_max_tokens)
     results["skipped"] = skips.as_dict()
     if world_size > 1:
         results = _combine_ranks(results, settings)
@@ -94,6 +104,10 @@ def _run(args: argparse.Namespace) -> None:
         print(f"{setting}: {r['items']} items, accuracy (sum) {r['accuracy_sum']}, (mean) {r['accuracy_mean']}")
     if sources:
         _print_heldout(results["heldout"], sources)
+    if args.asr:
+        r = results["asr"]
+        print(f"asr: {r['utterances']} utterances, WER {r['wer']}, CER {r['cer']}, {r['unfinished']} cut at "
+              f"--asr-max-tokens")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
@@ -112,6 +126,9 @@ def _combine_ranks(results: dict, settings: list[str]) -> dict:
                                            for key in ("items", "correct_sum", "correct_mean")})
     if "heldout" in results:
         combined["heldout"] = combine_heldout([r["heldout"] for r in gathered])
+    if "asr" in results:
+        combined["asr"] = {**error_rates({key: sum(r["asr"][key] for r in gathered) for key in COUNTS}),
+                           "examples": gathered[0]["asr"]["examples"]}
     return combined
 
 
@@ -123,8 +140,12 @@ def add_eval_parser(commands) -> None:
     parser.add_argument("--validation", nargs="+", metavar="GLOB",
                         help="held-out shards (quote the globs): speech .tar, text .jsonl[.zst]; reports nats per "
                         "text token, speech token and second of speech on the same documents for every model")
-    parser.add_argument("--speech-sequence", default="speech", choices=("speech", "interleaved"),
-                        help="documents made of the held-out speech shards")
+    parser.add_argument("--speech-sequence", default="speech", choices=SPEECH_SEQUENCES,
+                        help="documents made of the held-out speech shards (asr / tts: the loss of the answer given "
+                        "the prompt, as fine-tuning trains it)")
+    parser.add_argument("--asr", metavar="GLOB", help="speech shards with transcripts (quote the glob): the model "
+                        "transcribes each utterance greedily (<s> speech <t> ...); reports WER and CER")
+    parser.add_argument("--asr-max-tokens", type=int, default=128, help="longest transcript generated (tokens)")
     parser.add_argument("--documents", type=int, default=200, help="held-out documents per glob (at most)")
     parser.add_argument("--max-tokens", type=int, default=4096,
                         help="held-out documents longer than this are skipped and counted")

@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> None:
     tokenizer = SpeechTextTokenizer.from_config(cfg.data, model.vocab)  # one Mimi, for the prompt and the WAV
     prompt = prompt_tokens(tokenizer, args.prompt_text, args.prompt_audio, args.modality)
     sampling = SamplingConfig(args.max_tokens, args.temperature, args.top_k, args.top_p, args.seed)
-    result = generate(model, prompt, cfg.patching, sampling, args.modality)
+    result = generate(model, prompt, cfg.patching, sampling, args.modality, tokenizer.text.n_vocab)
     summary = write_outputs(result, tokenizer, args.out)
     print(f"text: {summary['text']!r}")
     print(f"speech: {summary['speech_frames']} frames" + (f" -> {summary['wav']}" if "wav" in summary else ""))

@@ -19,6 +19,12 @@ class CodecKind(StrEnum):
     units = "units"
 
 
+SPEECH_SEQUENCES = ("interleaved", "speech", "asr", "tts")
+"""What a speech source's utterances become (SourceConfig.sequence)."""
+TASK_SEQUENCES = ("asr", "tts")
+"""Sequences made of a prompt in one modality and its answer in the other."""
+
+
 @dataclass
 class SourceConfig:
     kind: SourceKind = SourceKind.text
@@ -28,9 +34,13 @@ class SourceConfig:
     weight: float = 1.0
     """Mixture weight: this source's share of the training tokens is weight / (sum of the weights)."""
     sequence: str = ""
-    """Speech sources: 'interleaved' (default: alternating text and speech word spans) or 'speech' (speech only);
-    text sources: 'text' (default). A string, not an Enum: its empty default means "the kind's default", which
-    every saved run config holds."""
+    """Speech sources: 'interleaved' (default: alternating text and speech word spans), 'speech' (speech only),
+    'asr' (an utterance's speech, then its transcript) or 'tts' (the transcript, then its speech); text sources:
+    'text' (default). A string, not an Enum: its empty default means "the kind's default", which every saved run
+    config holds."""
+    prompt_loss: bool = False
+    """asr / tts sequences: also train on the prompt (ASR's speech, TTS's text and the marker that cues the
+    answer). False: only the answer and its <eos> are targets, as in task fine-tuning."""
 
     @property
     def sequence_kind(self) -> str:
@@ -119,9 +129,12 @@ def validate_sources(sources: list[SourceConfig], key: str) -> None:
         check(bool(source.path), f"{item}.path", "must be a glob of shard files, e.g. data/speech/*.tar")
         check(source.weight > 0 and math.isfinite(source.weight), f"{item}.weight",
               f"must be a finite number > 0, got {source.weight}")
-        allowed = ("text",) if source.kind == "text" else ("interleaved", "speech")
+        allowed = ("text",) if source.kind == "text" else SPEECH_SEQUENCES
         check(source.sequence_kind in allowed, f"{item}.sequence",
               f"must be one of {allowed} for a {source.kind} source, got {source.sequence!r}")
+        check(not source.prompt_loss or source.sequence_kind in TASK_SEQUENCES, f"{item}.prompt_loss",
+              f"applies to {TASK_SEQUENCES} sequences only (a {source.sequence_kind} sequence has no prompt): "
+              "remove it")
 
 
 def validate_data(cfg: DataConfig) -> None:

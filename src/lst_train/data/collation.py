@@ -31,12 +31,14 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
     tokens = torch.full((len(rows), width), vocab.pad, dtype=torch.long)
     patch_lengths = torch.zeros((len(rows), n_patches), dtype=torch.long)
     closed_early = torch.zeros((len(rows), n_patches), dtype=torch.bool)
+    prompt = torch.zeros((len(rows), width), dtype=torch.bool)
     stats = {name: [] for name in ROW_SUMS}
     for b, row in enumerate(rows):
         tokens[b, : len(row.tokens)] = torch.tensor(row.tokens)
         lengths = row.patch_lengths + ([width - len(row.tokens)] if len(row.tokens) < width else [])
         patch_lengths[b, : len(lengths)] = torch.tensor(lengths)
         closed_early[b, : len(row.patch_closed_early)] = torch.tensor(row.patch_closed_early, dtype=torch.bool)
+        prompt[b, : len(row.tokens)] = torch.tensor(row.prompt_tokens(), dtype=torch.bool)
         row_tokens = tokens[b, : len(row.tokens)]
         stats["speech_seconds"].append(sum(row.patch_seconds))
         stats["speech_tokens"].append(int(vocab.is_speech(row_tokens).sum()))
@@ -48,7 +50,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
             count, total = _kind_totals(row, kind)
             stats[f"{name}_patches"].append(count)
             stats[f"{name}_tokens"].append(total)
-    return Batch(tokens=tokens, labels=labels_from_tokens(tokens, vocab), modality=vocab.modality(tokens),
+    return Batch(tokens=tokens, labels=labels_from_tokens(tokens, vocab, prompt), modality=vocab.modality(tokens),
                  patch_lengths=patch_lengths, closed_early=closed_early,
                  row_stats={**{name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
                                for name, values in stats.items()},

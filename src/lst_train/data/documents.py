@@ -3,13 +3,14 @@
 Stage 2 of the stream (DocumentBuilder), stateless. Interleaved documents alternate a random span of words as
 text with the following ~half-as-long span as speech; the words map to speech frames through their timings. Span
 lengths and the first modality come from the document's own RNG (seeded by its identity and epoch), so every epoch
-resamples them and a resume replays them.
+resamples them and a resume replays them. Task documents (ASR, TTS) hold an utterance in one modality as a prompt
+and the same words in the other as the answer.
 """
 
 import random
 from dataclasses import dataclass, field
 
-from lst_train.config.data import InterleaveConfig
+from lst_train.config.data import TASK_SEQUENCES, InterleaveConfig, SourceConfig
 from lst_train.data.source_reader import TextItem
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.utterances import Utterance
@@ -33,6 +34,9 @@ class Span:
 class Document:
     key: str
     spans: list[Span]
+    prompt_spans: int = 0
+    """Leading spans that are context only: they, their markers and the next span's marker (the cue saying which
+    modality answers) are not training targets."""
 
 
 def speech_tokens(utterance: Utterance, start: int, end: int, vocab: Vocab) -> list[int]:
@@ -81,17 +85,30 @@ def text_document(key: str, text: str, tokenizer: TextTokenizer) -> Document:
     return Document(key, [Span(False, tokenizer.encode(text))])
 
 
+def task_document(utterance: Utterance, tokenizer: TextTokenizer, vocab: Vocab, task: str,
+                  prompt_loss: bool) -> Document:
+    """'asr': the utterance's speech, then its transcript; 'tts': the transcript, then the speech. The first span is
+    the prompt (not a target unless `prompt_loss`)."""
+    speech = speech_document(utterance, vocab).spans[0]
+    text = Span(False, tokenizer.encode(" ".join(utterance.words)))
+    return Document(utterance.key, [speech, text] if task == "asr" else [text, speech], 0 if prompt_loss else 1)
+
+
 class DocumentBuilder:
-    """A source's item -> its Document, by the source's sequence type: 'text', 'speech' or 'interleaved'."""
+    """A source's item -> its Document, by the source's sequence type: 'text', 'speech', 'interleaved', 'asr' or
+    'tts'."""
 
     def __init__(self, tokenizer: TextTokenizer, vocab: Vocab, interleave: InterleaveConfig, seed: int):
         self.tokenizer, self.vocab = tokenizer, vocab
         self.interleave, self.seed = interleave, seed
 
-    def build(self, sequence_kind: str, identity: str, item: TextItem | Utterance) -> Document:
+    def build(self, source: SourceConfig, identity: str, item: TextItem | Utterance) -> Document:
+        sequence_kind = source.sequence_kind
         if sequence_kind == "text":
             return text_document(item.key, item.text, self.tokenizer)
         if sequence_kind == "speech":
             return speech_document(item, self.vocab)
+        if sequence_kind in TASK_SEQUENCES:
+            return task_document(item, self.tokenizer, self.vocab, sequence_kind, source.prompt_loss)
         rng = random.Random(f"{self.seed}|doc|{identity}")
         return interleaved_document(item, self.tokenizer, self.vocab, self.interleave, rng)

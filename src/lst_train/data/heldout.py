@@ -42,7 +42,7 @@ def heldout_documents(data: DataConfig, sources: list[SourceConfig], tokenizer: 
         while taken < max_documents:
             try:
                 identity, item = reader.next_item()
-                document = builder.build(source.sequence_kind, identity, item)
+                document = builder.build(source, identity, item)
             except SkipSample as skip:
                 skips.add(skip.reason, skip.where, skip.detail)
                 continue
@@ -61,4 +61,5 @@ def heldout_row(document: HeldoutDocument, vocab: Vocab, patcher: Patcher | None
     piece = render(document.document, vocab, patcher, aligned)
     return Piece(tokens=[vocab.bos] + piece.tokens, patch_lengths=[1] + piece.patch_lengths,
                  patch_kinds=[KIND_SINGLE] + piece.patch_kinds, patch_seconds=[0.0] + piece.patch_seconds,
-                 patch_closed_early=[False] + piece.patch_closed_early, source=document.source)
+                 patch_closed_early=[False] + piece.patch_closed_early, patch_prompt=[False] + piece.patch_prompt,
+                 source=document.source)

@@ -35,7 +35,7 @@ class RowPacker:
                     row.capped = True
                     break
                 row.add_patch(pending.tokens[self.token_offset: self.token_offset + n], pending.patch_kinds[i],
-                              pending.patch_seconds[i], pending.patch_closed_early[i])
+                              pending.patch_seconds[i], pending.patch_closed_early[i], pending.patch_prompt[i])
                 self.token_offset += n
                 self.offset += 1
             row.source_tokens[pending.source] = row.source_tokens.get(pending.source, 0) \
@@ -50,4 +50,6 @@ class RowPacker:
 
     def load_state_dict(self, state: dict) -> None:
         self.pending = None if state["pending"] is None else Piece(**state["pending"])
+        if self.pending is not None and not self.pending.patch_prompt:  # a state saved before task sequences
+            self.pending.patch_prompt = [False] * len(self.pending.patch_lengths)
         self.offset, self.token_offset = state["offset"], state["token_offset"]

@@ -26,6 +26,8 @@ class Piece:
     """Seconds of speech in each patch (0 for text and specials)."""
     patch_closed_early: list[bool] = field(default_factory=list)
     """Whether each patch closed early: its end was decided by the token after it (see Patcher.closed_early)."""
+    patch_prompt: list[bool] = field(default_factory=list)
+    """Whether each patch is prompt: read as context, its tokens not training targets (Document.prompt_spans)."""
     source: int = -1
     """A document's data source (index into data.sources)."""
     source_tokens: dict[int, int] = field(default_factory=dict)
@@ -35,23 +37,31 @@ class Piece:
     keys: list[str] = field(default_factory=list)
     """Where its documents came from (`shard:KEY`, `shard:LINE`): what a failed step's log names."""
 
-    def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0, closed_early: bool = False) -> None:
+    def add_patch(self, tokens: list[int], kind: int, seconds: float = 0.0, closed_early: bool = False,
+                  prompt: bool = False) -> None:
         self.tokens += tokens
         self.patch_lengths.append(len(tokens))
         self.patch_kinds.append(kind)
         self.patch_seconds.append(seconds)
         self.patch_closed_early.append(closed_early)
+        self.patch_prompt.append(prompt)
+
+    def prompt_tokens(self) -> list[bool]:
+        """Per token: whether it is prompt (not a training target)."""
+        return [flag for n, flag in zip(self.patch_lengths, self.patch_prompt) for _ in range(n)]
 
 
 def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None, aligned: bool,
-                marker: bool = True) -> None:
+                marker: bool = True, prompt: bool = False, cue: bool = False) -> None:
     """Append a span (after its <t> / <s> marker unless `marker` is False) with its patches: speech cut by
-    `patcher`, every token its own patch when it is None (the baseline) and for text."""
+    `patcher`, every token its own patch when it is None (the baseline) and for text. `prompt`: the span and its
+    marker are context, not targets; `cue`: its marker only is."""
     if marker:
-        piece.add_patch([vocab.speech_marker if span.speech else vocab.text_marker], KIND_SINGLE)
+        piece.add_patch([vocab.speech_marker if span.speech else vocab.text_marker], KIND_SINGLE,
+                        prompt=prompt or cue)
     if not span.speech:
         for token in span.tokens:
-            piece.add_patch([token], KIND_SINGLE)
+            piece.add_patch([token], KIND_SINGLE, prompt=prompt)
         return
     per_frame = vocab.n_codebooks
     n_frames = -(-len(span.tokens) // per_frame)  # an unfinished last frame (generation only) joins the last patch
@@ -67,11 +77,12 @@ def render_span(piece: Piece, span: Span, vocab: Vocab, patcher: Patcher | None,
         seconds = length / span.frame_rate if span.frame_rate else 0.0
         if patcher is None:
             for token in tokens:
-                piece.add_patch([token], kind, seconds / len(tokens))
+                piece.add_patch([token], kind, seconds / len(tokens), prompt=prompt)
         else:
             ends_frame = entropy and len(tokens) % per_frame == 0  # else its last frame is unfinished
             last_code = first_codes[(start + len(tokens)) // per_frame - 1] if ends_frame else None
-            piece.add_patch(tokens, kind, seconds, patcher.closed_early(kind, len(tokens), per_frame, last_code))
+            piece.add_patch(tokens, kind, seconds, patcher.closed_early(kind, len(tokens), per_frame, last_code),
+                            prompt)
         start += len(tokens)
 
 
@@ -96,8 +107,9 @@ def row_partition(tokens: Sequence[int], vocab: Vocab, patcher: Patcher) -> tupl
 def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
     """Every span with its marker and patches, then <eos>."""
     piece = Piece(keys=[document.key])
-    for span in document.spans:
-        render_span(piece, span, vocab, patcher, aligned)
+    prompts = document.prompt_spans
+    for i, span in enumerate(document.spans):
+        render_span(piece, span, vocab, patcher, aligned, prompt=i < prompts, cue=0 < prompts == i)
     piece.add_patch([vocab.eos], KIND_SINGLE)
     return piece
 

@@ -46,7 +46,7 @@ class ReaderStream:
         if data.shuffle_buffer:
             self.sources = [ShuffleBuffer(source, data.shuffle_buffer, f"{data.seed}|{i}|{reader}")
                             for i, source in enumerate(self.sources)]
-        self.sequence_kinds = [source.sequence_kind for source in data.sources]
+        self.source_configs = data.sources
         self.documents = DocumentBuilder(self.tokenizer.text, vocab, data.interleave, data.seed)
         self.mixture = TokenShareMixture(source_shares(data.sources))
         self.renderer = PieceRenderer(vocab, spec.patcher(), data.seed)
@@ -65,7 +65,7 @@ class ReaderStream:
             index = self.mixture.next_source()
             try:
                 identity, item = self.sources[index].next_item()
-                document = self.documents.build(self.sequence_kinds[index], identity, item)
+                document = self.documents.build(self.source_configs[index], identity, item)
             except SkipSample as skip:
                 self.skips.add(skip.reason, skip.where, skip.detail)
                 continue

@@ -50,7 +50,8 @@ def heldout_loss(model: nn.Module, documents: list[HeldoutDocument], vocab: Voca
         for row, values in zip(rows, torch.stack(per_row).tolist()):  # one device read per batch
             totals = per_source[row.source]
             totals["documents"] += 1
-            totals["speech_seconds"] += sum(row.patch_seconds)
+            # Seconds of target speech only: a TTS row's answer counts, an ASR row's prompt does not.
+            totals["speech_seconds"] += sum(s for s, prompt in zip(row.patch_seconds, row.patch_prompt) if not prompt)
             for key, value in zip(("tokens", "text_tokens", "speech_tokens", "nats", "text_nats", "speech_nats"),
                                   values):
                 totals[key] += int(value) if key.endswith("tokens") else value

@@ -46,9 +46,9 @@ def speech_run_length(tokens: list[int], vocab: Vocab) -> int:
 
 
 def generate(model, prompt: list[int], patching: PatchingConfig, sampling: SamplingConfig,
-             modality: str | None = None) -> Generation:
+             modality: str | None = None, text_ids: int | None = None) -> Generation:
     """Continue `prompt` (ids starting with <bos>); `modality` ('speech' | 'text' | None = free) constrains every
-    generated token (see allowed_tokens)."""
+    generated token, and text ids stop at `text_ids` (the text tokenizer's n_vocab; see allowed_tokens)."""
     vocab: Vocab = model.vocab
     decoder = incremental_decoder(model, patching)
     generator = torch.Generator().manual_seed(sampling.seed)
@@ -58,7 +58,7 @@ def generate(model, prompt: list[int], patching: PatchingConfig, sampling: Sampl
     steps_before = decoder.global_steps
     speech_run = speech_run_length(prompt, vocab)
     for _ in range(sampling.max_tokens):
-        allowed = allowed_tokens(vocab, modality, speech_run)
+        allowed = allowed_tokens(vocab, modality, speech_run, text_ids)
         token = choose_next(logits, allowed, sampling.temperature, sampling.top_k, sampling.top_p, generator)
         result.tokens.append(token)
         speech_run = speech_run + 1 if vocab.speech_start <= token < vocab.speech_end else 0

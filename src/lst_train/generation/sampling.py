@@ -6,11 +6,14 @@ from torch import Tensor
 from lst_train.vocab import Vocab
 
 
-def allowed_tokens(vocab: Vocab, modality: str | None, speech_run: int) -> Tensor:
-    """Boolean [V]: what may come next. Never <bos>/<pad>; `text`: text ids or <eos>; `speech`: the codebook due
-    at this place of the frame (`speech_run` speech tokens so far in the span), <eos> only between frames."""
+def allowed_tokens(vocab: Vocab, modality: str | None, speech_run: int, text_ids: int | None = None) -> Tensor:
+    """Boolean [V]: what may come next. Never <bos>/<pad>, nor a text id at or past `text_ids` (the tokenizer's
+    vocabulary when model.vocab.text_size is larger: never trained, not decodable); `text`: text ids or <eos>;
+    `speech`: the codebook due at this place of the frame (`speech_run` speech tokens so far in the span), <eos>
+    only between frames."""
     allowed = torch.ones(vocab.size, dtype=torch.bool)
     allowed[[vocab.bos, vocab.pad]] = False
+    allowed[text_ids if text_ids is not None else vocab.text_size: vocab.text_size] = False
     if modality == "text":
         allowed[vocab.text_size:] = False
     elif modality == "speech":
