@@ -63,7 +63,7 @@ def test_the_transcript_is_the_models_greedy_text_after_the_speech(corpus, arch)
         assert transcript.reference == tokenizer.text.decode(document.spans[1].tokens).strip()
 
 
-def test_eval_cli_reports_word_error_rates(corpus, tmp_path):
+def test_eval_cli_reports_word_error_rates(corpus, tmp_path, capsys):
     cfg = debug_config("lst", "data.codec.kind=units", f"data.tokenizer={corpus['tokenizer']}")
     export = write_export(cfg, build_model(cfg.model, seed=0), tmp_path / "export")
     out = tmp_path / "asr.json"
@@ -75,5 +75,6 @@ def test_eval_cli_reports_word_error_rates(corpus, tmp_path):
     assert result["utterances"] == 3 and result["words"] == sum(len(words) for words in references)
     assert [e["reference"].split() for e in result["examples"]] == references
     assert 0 < result["wer"] == result["word_errors"] / result["words"]
+    assert f"    reference:  {result['examples'][0]['reference']}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--asr 'x.jsonl': end the glob in .tar"):
         main(["eval", str(export), "--asr", "x.jsonl"])

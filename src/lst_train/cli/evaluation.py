@@ -108,6 +108,9 @@ def _run(args: argparse.Namespace) -> None:
         r = results["asr"]
         print(f"asr: {r['utterances']} utterances, WER {r['wer']}, CER {r['cer']}, {r['unfinished']} cut at "
               f"--asr-max-tokens")
+        for example in r["examples"][:3]:
+            print(f"  {example['key']}\n    reference:  {example['reference']}\n"
+                  f"    transcript: {example['hypothesis']}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
