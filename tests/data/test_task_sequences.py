@@ -60,6 +60,7 @@ def test_only_the_answer_and_its_eos_are_targets(tokenizer, task, patcher):
     batch = collate_rows([packer.next_row(iter([row, row]).__next__)], VOCAB, pad_to_multiple=8)
     tokens, labels = batch.tokens[0].tolist(), batch.labels[0].tolist()
     assert _targets(tokens, labels) == [*answer, VOCAB.eos]
+    assert batch.row_stats["target_tokens"].tolist() == [len(answer) + 1], "the loader stats count the targets"
     first_answer = tokens.index(VOCAB.text_marker if task == "asr" else VOCAB.speech_marker)
     assert all(label == IGNORE_INDEX for label in labels[:first_answer]), "neither the prompt nor the cue is a target"
 

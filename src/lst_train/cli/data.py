@@ -74,7 +74,8 @@ def _run_inspect(args: argparse.Namespace) -> None:
     s = inspect_loader(spec, args.batches)
     print(f"{s['batches']} batches in {s['seconds']} s: {s['tokens_per_s']:,} tokens/s, "
           f"{s['speech_seconds_per_s']} speech seconds/s")
-    print(f"modality mix: speech {s['speech_token_fraction']}, text {s['text_token_fraction']} of tokens")
+    print(f"modality mix: speech {s['speech_token_fraction']}, text {s['text_token_fraction']} of tokens; "
+          f"training targets {s['target_token_fraction']}")
     print(f"tokens per patch: all {s['tokens_per_patch']}, static {s['tokens_per_patch_static']}, "
           f"aligned {s['tokens_per_patch_aligned']} (word {s['tokens_per_word_patch']}, "
           f"silence {s['tokens_per_silence_patch']}), entropy {s['tokens_per_patch_entropy']}")

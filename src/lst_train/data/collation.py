@@ -10,7 +10,7 @@ from lst_train.data.patchers import SPEECH_KINDS
 from lst_train.data.pieces import Piece
 from lst_train.data.stats import ROW_SUMS
 from lst_train.flops import batch_flops
-from lst_train.loss import labels_from_tokens
+from lst_train.loss import IGNORE_INDEX, labels_from_tokens
 from lst_train.vocab import Vocab
 
 
@@ -50,7 +50,9 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
             count, total = _kind_totals(row, kind)
             stats[f"{name}_patches"].append(count)
             stats[f"{name}_tokens"].append(total)
-    return Batch(tokens=tokens, labels=labels_from_tokens(tokens, vocab, prompt), modality=vocab.modality(tokens),
+    labels = labels_from_tokens(tokens, vocab, prompt)
+    stats["target_tokens"] = (labels != IGNORE_INDEX).sum(dim=1).tolist()  # what the loss trains on
+    return Batch(tokens=tokens, labels=labels, modality=vocab.modality(tokens),
                  patch_lengths=patch_lengths, closed_early=closed_early,
                  row_stats={**{name: torch.tensor(values, dtype=torch.float64 if name == "speech_seconds" else torch.long)
                                for name, values in stats.items()},

@@ -6,7 +6,8 @@ from lst_train.data.batch import Batch
 from lst_train.data.patchers import SPEECH_KINDS
 from lst_train.data.skips import merge_skip_counts
 
-ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "tokens", "patches", "capped_rows") + tuple(
+ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "target_tokens", "tokens", "patches",
+            "capped_rows") + tuple(
     f"{name}_{what}" for name in SPEECH_KINDS.values() for what in ("patches", "tokens"))
 """The per-row statistics of a batch (row_stats), summed over batches."""
 
@@ -54,6 +55,7 @@ class LoaderStats:
             "speech_seconds": round(s["speech_seconds"], 2),
             "speech_token_fraction": _ratio(s["speech_tokens"], s["tokens"]),
             "text_token_fraction": _ratio(s["text_tokens"], s["tokens"]),
+            "target_token_fraction": _ratio(s["target_tokens"], s["tokens"]),
             "tokens_per_patch": _ratio(s["tokens"], s["patches"]),
             "tokens_per_patch_static": _ratio(s["static_tokens"], s["static_patches"]),
             "tokens_per_patch_aligned": _ratio(s["word_tokens"] + s["silence_tokens"],
