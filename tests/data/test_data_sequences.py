@@ -164,6 +164,13 @@ def test_packer_state_resumes_mid_document(tokenizer):
     resumed = RowPacker(units=32, vocab=VOCAB)
     resumed.load_state_dict(state)
     assert resumed.next_row(lambda: next(b_stream)) == expected
+    # A state saved before task sequences: its pending document has no prompt flags and no `whole`.
+    for key in ("patch_prompt", "whole"):
+        del state["pending"][key]
+    older = RowPacker(units=32, vocab=VOCAB)
+    older.load_state_dict(state)
+    c_stream = iter(pieces[consumed:])
+    assert older.next_row(lambda: next(c_stream)) == expected
 
 
 def test_the_token_cap_bounds_rows_without_losing_a_token(tokenizer):

@@ -11,6 +11,8 @@ from lst_train.data.collation import collate_rows
 from lst_train.data.documents import task_document
 from lst_train.data.packing import RowPacker
 from lst_train.data.patchers import Patcher
+from lst_train.data.skips import NoUsableData
+from lst_train.data.stats import LoaderStats
 from lst_train.data.pieces import render
 from lst_train.data.text_tokenizer import TextTokenizer
 from lst_train.data.utterances import Utterance
@@ -70,32 +72,36 @@ def test_only_the_answer_and_its_eos_are_targets(tokenizer, task, patcher):
     assert _targets(trained.tokens, whole.labels[0].tolist()) == trained.tokens[1:], "prompt_loss trains on all"
 
 
-def test_prompt_flags_follow_their_tokens_across_rows_and_resume(tokenizer):
+def test_task_documents_are_never_split_and_resume_exactly(tokenizer):
     rng = random.Random(1)
     patcher = Patcher(PatchingConfig(size=3), 10)
     pieces = [render(task_document(_utterance(rng, str(i)), tokenizer, VOCAB, rng.choice(["asr", "tts"]), False),
-                     VOCAB, patcher, False) for i in range(12)]
+                     VOCAB, patcher, False) for i in range(16)]
+    assert max(len(piece.patch_lengths) for piece in pieces) < 40
     stream = iter(pieces)
-    packer = RowPacker(units=9, vocab=VOCAB)
+    packer = RowPacker(units=40, vocab=VOCAB)
     rows = [packer.next_row(lambda: next(stream)) for _ in range(6)]
-    packed = [flag for row in rows for flag in row.prompt_tokens()[1:]]  # minus each row's <bos>
-    assert packed == [flag for piece in pieces for flag in piece.prompt_tokens()][: len(packed)]
-    assert any(packed) and not all(packed)
+    packed = [t for row in rows for t in row.tokens[1:]]  # minus each row's <bos>: nothing lost, nothing reordered
+    assert packed == [t for piece in pieces for t in piece.tokens][: len(packed)]
+    flags = [flag for row in rows for flag in row.prompt_tokens()[1:]]
+    assert flags == [flag for piece in pieces for flag in piece.prompt_tokens()][: len(flags)]
+    for row in rows:  # every document in a row is all there: its marker first, its <eos> last
+        assert row.tokens[1] in (VOCAB.speech_marker, VOCAB.text_marker) and row.tokens[-1] == VOCAB.eos
+        assert len(row.patch_lengths) <= 40 and row.short == (len(row.patch_lengths) < 40)
+    assert any(row.short for row in rows)
 
     state = packer.state_dict()
-    expected = packer.next_row(lambda: next(stream))
-    del state["pending"]["patch_prompt"]  # a loader state saved before task sequences existed
-    older = RowPacker(units=9, vocab=VOCAB)
-    older.load_state_dict(state)
-    rest = iter(pieces[pieces.index(packer.pending) + 1:] if packer.pending is not pieces[-1] else [])
-    row = older.next_row(lambda: next(rest))
-    assert row.tokens == expected.tokens and len(row.patch_prompt) == len(row.patch_lengths)
+    rest = iter(pieces[pieces.index(packer.pending) + 1:])
+    expected = [packer.next_row(lambda: next(stream)) for _ in range(2)]
+    resumed = RowPacker(units=40, vocab=VOCAB)
+    resumed.load_state_dict(state)
+    assert [resumed.next_row(lambda: next(rest)) for _ in range(2)] == expected
 
 
 def test_the_loader_builds_task_rows_from_a_speech_source(tmp_path):
     corpus = units_corpus(tmp_path)
     cfg = load_config(RECIPES / "debug_cpu.yaml", [
-        f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units", "data.batch_size=2", "data.seq_units=64"])
+        f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units", "data.batch_size=2", "data.seq_units=512"])
     cfg.data.sources[0].path, cfg.data.sources[0].sequence = corpus["speech"], "asr"
     cfg.data.sources[1].path = corpus["text"]
     vocab = Vocab.from_config(cfg.model.vocab)
@@ -105,6 +111,37 @@ def test_the_loader_builds_task_rows_from_a_speech_source(tmp_path):
         assert not (targets & vocab.is_speech(batch.tokens[:, 1:])).any(), "an ASR-only mixture trains no speech"
         speech_tokens += int(vocab.is_speech(batch.tokens).sum())
     assert speech_tokens > 0, "the speech source was read"
+
+
+@pytest.mark.parametrize("arch", ["lst", "baseline"])
+def test_task_documents_over_a_row_are_skipped_and_counted_alike_for_every_family(tmp_path, arch):
+    corpus = units_corpus(tmp_path, n_speech_shards=1, samples_per_shard=12)
+    cfg = load_config(RECIPES / ("debug_cpu.yaml" if arch == "lst" else "debug_cpu_baseline.yaml"), [
+        f"data.tokenizer={corpus['tokenizer']}", "data.codec.kind=units", "data.batch_size=2", "data.seq_units=300"])
+    cfg.data.sources = cfg.data.sources[:1]
+    cfg.data.sources[0].path, cfg.data.sources[0].sequence = corpus["speech"], "asr"
+    vocab = Vocab.from_config(cfg.model.vocab)
+    stats = LoaderStats()
+    for batch in itertools.islice(recipe_loader(cfg), 12):
+        stats.update(batch)
+        for row, row_keys in zip(batch.tokens.tolist(), batch.keys):
+            real = [t for t in row if t != vocab.pad]
+            assert real.count(vocab.speech_marker) == real.count(vocab.eos) == len(row_keys), "whole documents"
+    summary = stats.summary()
+    assert summary["skipped"]["too_long_for_row"] > 0 and summary["short_rows"] > 0
+    cfg.data.seq_units = 16  # no document fits: the run stops with the counts instead of reading forever
+    with pytest.raises(NoUsableData, match=r"no document of source 0 .* fits a row in a whole pass.*too_long_for_row"):
+        next(iter(recipe_loader(cfg)))
+
+
+def test_whether_a_task_document_fits_depends_on_its_tokens_not_the_family(tokenizer):
+    document = task_document(_utterance(random.Random(5)), tokenizer, VOCAB, "asr", False)
+    lst = render(document, VOCAB, Patcher(PatchingConfig(size=4), 10), False)
+    baseline = render(document, VOCAB, None, False)
+    units = len(lst.tokens)  # the LST's patches would fit; the baseline's tokens would not
+    assert len(lst.patch_lengths) + 1 <= units
+    assert not RowPacker(units, VOCAB).fits_a_row(lst) and not RowPacker(units, VOCAB).fits_a_row(baseline)
+    assert RowPacker(units + 1, VOCAB).fits_a_row(lst) and RowPacker(units + 1, VOCAB).fits_a_row(baseline)
 
 
 @pytest.mark.parametrize("overrides, line", [

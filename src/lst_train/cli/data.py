@@ -80,7 +80,8 @@ def _run_inspect(args: argparse.Namespace) -> None:
           f"aligned {s['tokens_per_patch_aligned']} (word {s['tokens_per_word_patch']}, "
           f"silence {s['tokens_per_silence_patch']}), entropy {s['tokens_per_patch_entropy']}")
     print(f"speech patches per second of speech: {s['speech_patches_per_second']}")
-    print(f"rows stopped short at data.max_row_tokens: {s['capped_rows']}")
+    print(f"rows stopped short at data.max_row_tokens: {s['capped_rows']}; "
+          f"before a whole task document: {s['short_rows']}")
     print("token shares per source (realised / weight): " + ", ".join(
         f"{name} {share} / {weight}" for name, share, weight in
         zip(s["source_names"], s["source_token_shares"], s["source_weights"])))

@@ -46,6 +46,7 @@ def collate_rows(rows: list[Piece], vocab: Vocab, pad_to_multiple: int, n_source
         stats["tokens"].append(len(row.tokens))
         stats["patches"].append(len(row.patch_lengths))
         stats["capped_rows"].append(int(row.capped))
+        stats["short_rows"].append(int(row.short))
         for kind, name in SPEECH_KINDS.items():
             count, total = _kind_totals(row, kind)
             stats[f"{name}_patches"].append(count)

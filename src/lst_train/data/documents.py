@@ -37,6 +37,8 @@ class Document:
     prompt_spans: int = 0
     """Leading spans that are context only: they, their markers and the next span's marker (the cue saying which
     modality answers) are not training targets."""
+    whole: bool = False
+    """Never split across packed rows (a task document: its answer must see its prompt)."""
 
 
 def speech_tokens(utterance: Utterance, start: int, end: int, vocab: Vocab) -> list[int]:
@@ -91,7 +93,8 @@ def task_document(utterance: Utterance, tokenizer: TextTokenizer, vocab: Vocab, 
     the prompt (not a target unless `prompt_loss`)."""
     speech = speech_document(utterance, vocab).spans[0]
     text = Span(False, tokenizer.encode(" ".join(utterance.words)))
-    return Document(utterance.key, [speech, text] if task == "asr" else [text, speech], 0 if prompt_loss else 1)
+    return Document(utterance.key, [speech, text] if task == "asr" else [text, speech], 0 if prompt_loss else 1,
+                    whole=True)
 
 
 class DocumentBuilder:

@@ -1,7 +1,9 @@
 """Pieces -> rows with a fixed budget of global units (stage 5 of the stream, RowPacker).
 
 Every row is <bos> then documents, filled to exactly `units` units; a document that does not fit is split at a
-patch boundary and continues in the next row, so no token is dropped and no patch is split.
+patch boundary and continues in the next row, so no token is dropped and no patch is split. A whole document (a
+task document, whose answer must see its prompt) is never split: a row it does not fit in ends short, padded, and
+the document opens the next row; one that would not fit a baseline's row is skipped by the stream (`fits_a_row`).
 """
 
 from lst_train.data.patchers import KIND_SINGLE
@@ -21,14 +23,27 @@ class RowPacker:
         self.offset = 0  # patches of `pending` already packed
         self.token_offset = 0
 
+    def _room(self, row: Piece, piece: Piece) -> bool:
+        """Whether all of `piece` fits in what is left of `row`."""
+        return len(row.patch_lengths) + len(piece.patch_lengths) <= self.units and \
+            (not self.max_tokens or len(row.tokens) + len(piece.tokens) <= self.max_tokens)
+
+    def fits_a_row(self, piece: Piece) -> bool:
+        """Whether `piece` fits in a row of its own (after <bos>) as tokens, each its own unit: a rule of its tokens
+        alone, so that every family (the LST's units hold more) keeps the same documents."""
+        return len(piece.tokens) + 1 <= (min(self.units, self.max_tokens) if self.max_tokens else self.units)
+
     def next_row(self, next_piece) -> Piece:
-        """A full row; `next_piece()` supplies documents as needed."""
+        """A full row (or a short one before a whole document); `next_piece()` supplies documents as needed."""
         row = Piece()
         row.add_patch([self.vocab.bos], KIND_SINGLE)
         while len(row.patch_lengths) < self.units and not row.capped:
             if self.pending is None or self.offset == len(self.pending.patch_lengths):
                 self.pending, self.offset, self.token_offset = next_piece(), 0, 0
             pending, taken_from = self.pending, self.token_offset
+            if pending.whole and self.offset == 0 and len(row.patch_lengths) > 1 and not self._room(row, pending):
+                row.short = True
+                break
             while len(row.patch_lengths) < self.units and self.offset < len(pending.patch_lengths):
                 i, n = self.offset, pending.patch_lengths[self.offset]
                 if self.max_tokens and len(row.tokens) + n > self.max_tokens and len(row.patch_lengths) > 1:

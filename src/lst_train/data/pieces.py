@@ -34,6 +34,10 @@ class Piece:
     """A packed row's tokens per data source (its <bos> and padding belong to none)."""
     capped: bool = False
     """A packed row that stopped short of its units at the token cap (data.max_row_tokens)."""
+    whole: bool = False
+    """A document that packing never splits (Document.whole)."""
+    short: bool = False
+    """A packed row ended before its units so that a whole document could open the next row."""
     keys: list[str] = field(default_factory=list)
     """Where its documents came from (`shard:KEY`, `shard:LINE`): what a failed step's log names."""
 
@@ -106,7 +110,7 @@ def row_partition(tokens: Sequence[int], vocab: Vocab, patcher: Patcher) -> tupl
 
 def render(document: Document, vocab: Vocab, patcher: Patcher | None, aligned: bool) -> Piece:
     """Every span with its marker and patches, then <eos>."""
-    piece = Piece(keys=[document.key])
+    piece = Piece(keys=[document.key], whole=document.whole)
     prompts = document.prompt_spans
     for i, span in enumerate(document.spans):
         render_span(piece, span, vocab, patcher, aligned, prompt=i < prompts, cue=0 < prompts == i)

@@ -36,6 +36,7 @@ REASONS = (
     "unpaired",             # a benchmark record without its counterpart (a word without its nonword) (eval convert)
     "unsplit_audio",        # a spoken story pair with no consistent context/ending pause (eval convert)
     "too_long_for_heldout", # a held-out document longer than the model's row (the same for every architecture)
+    "too_long_for_row",     # a task (asr / tts) document over data.seq_units tokens: never split, so skipped
 )
 
 

@@ -7,7 +7,7 @@ from lst_train.data.patchers import SPEECH_KINDS
 from lst_train.data.skips import merge_skip_counts
 
 ROW_SUMS = ("speech_seconds", "speech_tokens", "text_tokens", "target_tokens", "tokens", "patches",
-            "capped_rows") + tuple(
+            "capped_rows", "short_rows") + tuple(
     f"{name}_{what}" for name in SPEECH_KINDS.values() for what in ("patches", "tokens"))
 """The per-row statistics of a batch (row_stats), summed over batches."""
 
@@ -52,6 +52,7 @@ class LoaderStats:
             "tokens": int(s["tokens"]),
             "patches": int(s["patches"]),
             "capped_rows": int(s["capped_rows"]),
+            "short_rows": int(s["short_rows"]),
             "speech_seconds": round(s["speech_seconds"], 2),
             "speech_token_fraction": _ratio(s["speech_tokens"], s["tokens"]),
             "text_token_fraction": _ratio(s["text_tokens"], s["tokens"]),

@@ -22,7 +22,7 @@ from lst_train.data.mixture import TokenShareMixture
 from lst_train.data.packing import RowPacker
 from lst_train.data.pieces import Piece, PieceRenderer
 from lst_train.data.shuffle_buffer import ShuffleBuffer, item_epoch
-from lst_train.data.skips import LOG, SkipCounter, SkipSample
+from lst_train.data.skips import LOG, NoUsableData, SkipCounter, SkipSample
 from lst_train.data.source_reader import SourceReader
 from lst_train.data.speech_text import SpeechTextTokenizer
 
@@ -47,6 +47,7 @@ class ReaderStream:
             self.sources = [ShuffleBuffer(source, data.shuffle_buffer, f"{data.seed}|{i}|{reader}")
                             for i, source in enumerate(self.sources)]
         self.source_configs = data.sources
+        self.fitting_epoch: dict[int, int] = {}  # per source: the epoch of its latest document that fit a row
         self.documents = DocumentBuilder(self.tokenizer.text, vocab, data.interleave, data.seed)
         self.mixture = TokenShareMixture(source_shares(data.sources))
         self.renderer = PieceRenderer(vocab, spec.patcher(), data.seed)
@@ -66,13 +67,28 @@ class ReaderStream:
             try:
                 identity, item = self.sources[index].next_item()
                 document = self.documents.build(self.source_configs[index], identity, item)
+                piece = self.renderer.render(identity, document, self.step)
+                if piece.whole and not self.packer.fits_a_row(piece):
+                    self._check_fitting(index)
+                    raise SkipSample("too_long_for_row", document.key,
+                                     f"{len(piece.tokens)} tokens: a task document is never split, and must fit "
+                                     "data.seq_units tokens for every family; raise data.seq_units")
             except SkipSample as skip:
                 self.skips.add(skip.reason, skip.where, skip.detail)
                 continue
-            piece = self.renderer.render(identity, document, self.step)
+            self.fitting_epoch[index] = self.sources[index].epoch
             piece.source = index
             self.mixture.took(index, len(piece.tokens))
             return piece
+
+    def _check_fitting(self, index: int) -> None:
+        """Stop (NoUsableData) once a source has gone a whole pass without a document that fits a row: every one
+        read, none packable, the mixture would ask it forever. Counted from the first miss seen by this process, so
+        a resumed stream stops a pass later at most, never early."""
+        epoch = self.sources[index].epoch
+        if epoch >= self.fitting_epoch.setdefault(index, epoch) + 2:
+            raise NoUsableData(f"no document of source {index} ({self.source_configs[index].path}) fits a row in a "
+                               f"whole pass: raise data.seq_units; skipped so far: {self.skips.as_dict()}")
 
     def next_batch(self) -> Batch:
         step = self.step
