@@ -13,7 +13,8 @@ from lst_train.vocab import Vocab
 
 class RowPacker:
     """Fills rows of exactly `units` patches, or fewer when the next patch would take a row past `max_tokens`
-    tokens (0 = no cap; such a row is marked `capped`); its state is the unfinished document (exact resume)."""
+    tokens (0 = no cap; such a row is marked `capped`) or the next whole document would not fit (marked `short`);
+    its state is the unfinished (or not yet started whole) document: exact resume."""
 
     def __init__(self, units: int, vocab: Vocab, max_tokens: int = 0):
         self.units = units
