@@ -39,13 +39,33 @@ def _saving(run_dir: Path) -> bool:
     return folder.is_dir() and any(p.is_dir() and not (p / ".metadata").exists() for p in folder.iterdir())
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _kill_at(proc: subprocess.Popen, run_dir: Path, condition, limit: float = 120.0) -> str | None:
-    """SIGKILL the whole launch (agent and workers) when `condition()` holds; None if the run ended first."""
+    """SIGKILL the whole launch (agent and workers, as a lost node) when `condition()` holds; None if the run ended
+    first. Killing only the agent's group would orphan the workers, blocked in a collective until its timeout."""
     deadline = time.time() + limit
     while time.time() < deadline and proc.poll() is None:
         if condition():
             mid_save = _saving(run_dir)
+            workers = _descendants(proc.pid)  # torchrun starts each worker in a session of its own
             os.killpg(proc.pid, signal.SIGKILL)
+            for pid in workers:
+                _kill(pid)
             proc.wait()
             return "mid-save" if mid_save else "between saves"
         time.sleep(0.002)
